@@ -1,0 +1,16 @@
+# Writes OUT: a C++ file defining klingd::store::k_migrations from the .sql FILES
+# (sorted; each named NNNN_name.sql, NNNN being its user_version).
+set(content "// Generated from migrations/*.sql by cmake/embed_migrations.cmake. Do not edit.\n#include \"daemon/store/migrations.hpp\"\nnamespace klingd::store {\nconst std::vector<Migration> k_migrations = {\n")
+foreach(f IN LISTS FILES)
+  get_filename_component(name ${f} NAME_WE)
+  string(REGEX MATCH "^([0-9]+)_" _ ${name})
+  if(NOT CMAKE_MATCH_1)
+    message(FATAL_ERROR "migration ${f} is not named NNNN_name.sql")
+  endif()
+  math(EXPR version "${CMAKE_MATCH_1}")
+  file(READ ${f} sql)
+  string(APPEND content "  {${version}, \"${name}\", R\"klingd_sql(${sql})klingd_sql\"},\n")
+endforeach()
+string(APPEND content "};\n} // namespace klingd::store\n")
+file(WRITE ${OUT}.tmp "${content}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)
