@@ -1,0 +1,132 @@
+// Configuration (SPEC §4.4): one JSON file with comments and trailing commas,
+// every key optional, environment overrides, systemd directories, the API key.
+#pragma once
+
+#include "common/result.hpp"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace klingd::common {
+
+// The API key. Formatting or printing it shows "<redacted>"; only the
+// provider client reads value().
+class Secret
+{
+public:
+  Secret() = default;
+  explicit Secret(std::string v) : m_value(std::move(v)) {}
+  const std::string& value() const { return m_value; }
+  bool empty() const { return m_value.empty(); }
+  // Where it came from ("file /x", "credential aimlapi_key", "environment AIMLAPI_KEY"), never the key itself.
+  std::string source;
+
+private:
+  std::string m_value;
+};
+
+struct Config
+{
+  struct Provider
+  {
+    std::string base_url = "https://api.aimlapi.com";
+    std::string api_key_file;
+    std::string ca_file;
+    double request_timeout_s = 30;
+    int max_in_flight = 10;
+    double creates_per_minute = 20;
+  } provider;
+  struct Poll
+  {
+    double initial_s = 15;
+    double factor = 1.5;
+    double max_s = 60;
+    double jitter = 0.1;
+    double slow_after_s = 1800;
+    double slow_s = 180;
+  } poll;
+  struct Retry
+  {
+    int max_attempts = 8;
+    double base_s = 2;
+    double max_s = 300;
+  } retry;
+  struct Download
+  {
+    std::uint64_t max_bytes = 2ULL << 30;
+    double timeout_s = 900;
+    bool allow_http = false;
+    int max_concurrent = 4;
+  } download;
+  struct Store
+  {
+    std::string state_dir;
+    std::string db;
+    std::string videos_dir;
+    std::string synchronous = "full";
+  } store;
+  struct Socket
+  {
+    std::string path;
+    unsigned mode = 0660;
+    std::uint64_t max_body_bytes = 64ULL << 20;
+  } socket;
+  std::string on_ambiguous_create = "fail";
+  std::string models_file; // empty: the catalog built into the binary
+  bool allow_unknown_models = false;
+  struct Log
+  {
+    std::string level = "info";
+  } log;
+  struct Dashboard
+  {
+    std::string listen; // empty: off
+  } dashboard;
+  struct Budget
+  {
+    double max_usd_per_day = 0; // 0: no daily budget
+  } budget;
+  struct Reconcile
+  {
+    double window_s = 900;
+  } reconcile;
+  struct Shutdown
+  {
+    double grace_s = 10;
+  } shutdown;
+
+  Secret api_key;
+  std::string source; // the file it was read from, or "(defaults)"
+};
+
+// The process environment as the config sees it (tests pass their own).
+using Environment = std::map<std::string, std::string>;
+Environment current_environment();
+
+// Reads `path` (empty: no file, defaults only), applies environment overrides
+// and directory defaults, validates every value and loads the API key.
+// Errors name the file and the key, e.g. "config /etc/klingd.jsonc: poll.factor: must be ≥ 1".
+// A missing key file named by provider.api_key_file is an error; no key at all is not
+// (the daemon starts paused).
+Result<Config> load_config(const std::string& path, const Environment& env);
+
+// Parses config text (for tests); `origin` names it in errors.
+Result<Config> parse_config(std::string_view text, std::string_view origin, const Environment& env);
+
+// The effective configuration as JSONC-compatible JSON text, the key redacted.
+std::string to_json_text(const Config& config);
+
+// The socket path klingd uses when socket.path is not set: KLINGD_SOCKET, else
+// $RUNTIME_DIRECTORY/klingd.sock (systemd), else $XDG_RUNTIME_DIR/klingd.sock,
+// else /run/klingd/klingd.sock.
+std::string default_socket_path(const Environment& env);
+
+// Where klingctl looks when --socket is not given, in order: KLINGD_SOCKET alone if
+// set; else $XDG_RUNTIME_DIR/klingd.sock (a user's own daemon) and
+// /run/klingd/klingd.sock (the system service). It uses the first that exists.
+std::vector<std::string> client_socket_candidates(const Environment& env);
+
+} // namespace klingd::common

@@ -1,0 +1,46 @@
+// The job model shared by klingd and klingctl: states, error codes, the
+// legal transitions between states, and job/batch identifiers.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace klingd::common {
+
+// Lower-case names are part of the API (SPEC §2); never rename.
+enum class JobState { queued, submitting, generating, downloading, completed, failed, canceled };
+
+std::string_view to_string(JobState state);
+std::optional<JobState> parse_job_state(std::string_view text);
+// completed, failed and canceled.
+bool is_terminal(JobState state);
+// Whether the engine may move a job from `from` to `to` (the state table of
+// ARCHITECTURE.md). Retry moves terminal failed/canceled jobs back.
+bool is_legal_transition(JobState from, JobState to);
+
+// error.code values users see (SPEC §2). Stable names.
+enum class ErrorCode {
+  invalid_request,
+  provider_failed,
+  timeout,
+  ambiguous_create,
+  download_failed,
+  retries_exhausted,
+  internal,
+};
+
+std::string_view to_string(ErrorCode code);
+std::optional<ErrorCode> parse_error_code(std::string_view text);
+
+// A new identifier: 26 characters of Crockford base32 (ULID layout: 48-bit
+// millisecond time, then 80 random bits), so text order is creation order.
+// Strictly increasing within this process even inside one millisecond.
+std::string make_id();
+
+// Checks a user-supplied `output` path: relative, no `..` or `.` segments,
+// no empty segments, no NUL/control characters, no backslashes, ends in .mp4,
+// at most 255 bytes per segment and 1024 in all. Returns the reason or empty.
+std::string check_output_path(std::string_view path);
+
+} // namespace klingd::common

@@ -1,0 +1,82 @@
+// Engine: drives jobs through create → poll → download (SPEC §3): the
+// dispatcher (limits, priority, pause), one poll timer per generating job,
+// downloads, retries and backoff, resume at start, drain at shutdown.
+// The socket API talks to it only through this interface.
+#pragma once
+
+#include "common/config.hpp"
+#include "common/result.hpp"
+#include "daemon/store/job_store.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace klingd {
+class Metrics;
+namespace common {
+class Catalog;
+}
+namespace store {
+class GroupCommitter;
+}
+} // namespace klingd
+
+namespace klingd::engine {
+
+struct EngineStatus
+{
+  int submitting = 0;    // create calls in flight
+  int generating = 0;    // jobs being polled
+  int downloading = 0;   // downloads running
+  int in_flight = 0;     // submitting + generating (what max_in_flight limits)
+  int reconciling = 0;   // ambiguous creates being settled
+  std::optional<std::string> paused; // null, or why dispatch of new creates is stopped
+  int max_in_flight = 0;
+  double creates_per_minute = 0;
+  int download_max_concurrent = 0;
+};
+
+class Engine
+{
+public:
+  Engine(boost::asio::any_io_executor ex, const common::Config& config, const common::Catalog& catalog,
+         store::JobStore& store, store::GroupCommitter& committer, Metrics& metrics);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Resumes every non-terminal job (SPEC §3.7) and starts the dispatcher.
+  boost::asio::awaitable<void> start();
+
+  // New queued jobs were committed: dispatch them when limits allow.
+  void wake_dispatcher();
+
+  // Cancels a non-terminal job. Errors: "not_found", "conflict" (already terminal).
+  boost::asio::awaitable<Result<store::Job>> cancel(std::string id);
+  // Re-queues a failed or canceled job; resumes polling instead when it holds a
+  // generation the provider never reported failed. Errors: "not_found", "conflict".
+  boost::asio::awaitable<Result<store::Job>> retry(std::string id);
+
+  // Stops / restarts dispatch of new create calls. Polls and downloads go on.
+  void pause(std::string reason);
+  void resume();
+  EngineStatus status() const;
+
+  // Applies a reloaded configuration (limits, poll and retry settings, the key).
+  void reconfigure(const common::Config& config);
+
+  // Stops dispatching, lets in-flight requests finish within `grace`, then
+  // cancels the rest; every job stays resumable.
+  boost::asio::awaitable<void> shutdown(std::chrono::milliseconds grace);
+
+private:
+  class Impl;
+  std::unique_ptr<Impl> m_impl;
+};
+
+} // namespace klingd::engine

@@ -1,0 +1,52 @@
+// The Prometheus metrics klingd exports on GET /metrics (prometheus-cpp core:
+// registry and text exposition; served by our own socket server).
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace klingd {
+
+class Metrics
+{
+public:
+  Metrics();
+
+  // Outcome of each create call: accepted, rejected, not_sent, transient, ambiguous, account.
+  prometheus::Counter& creates(std::string_view outcome);
+  prometheus::Counter& polls();
+  // Outcome of each download attempt: ok, url_expired, transient, fatal.
+  prometheus::Counter& downloads(std::string_view outcome);
+  prometheus::Counter& download_bytes();
+  // Provider errors by class: network, http_5xx, http_429, http_4xx, account, malformed.
+  prometheus::Counter& provider_errors(std::string_view error_class);
+  // Socket API request latency by route (a fixed route name, not the raw path).
+  prometheus::Histogram& request_latency(std::string_view route);
+  prometheus::Gauge& jobs(std::string_view state);
+  prometheus::Gauge& in_flight();
+  prometheus::Gauge& paused();
+
+  // Prometheus text exposition format (version 0.0.4).
+  std::string serialize() const;
+
+private:
+  std::shared_ptr<prometheus::Registry> m_registry;
+  prometheus::Family<prometheus::Counter>& m_creates;
+  prometheus::Family<prometheus::Counter>& m_polls;
+  prometheus::Family<prometheus::Counter>& m_downloads;
+  prometheus::Family<prometheus::Counter>& m_download_bytes;
+  prometheus::Family<prometheus::Counter>& m_provider_errors;
+  prometheus::Family<prometheus::Histogram>& m_latency;
+  prometheus::Family<prometheus::Gauge>& m_jobs;
+  prometheus::Family<prometheus::Gauge>& m_in_flight;
+  prometheus::Family<prometheus::Gauge>& m_paused;
+};
+
+} // namespace klingd

@@ -1,0 +1,597 @@
+#include "daemon/store/job_store.hpp"
+
+#include "common/time.hpp"
+
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include <set>
+#include <stdexcept>
+
+namespace klingd::store {
+
+namespace {
+
+constexpr const char* k_job_columns =
+  "id, key, batch, state, step, model, request, output, priority, timeout_s, labels, generation_id, "
+  "provider_status, provider_failed, attempts, step_failures, polls, error_code, error_message, "
+  "error_http_status, video_url, video_file_size, video_path, video_bytes, video_sha256, cost_usd, "
+  "cost_credits, created_at, updated_at, accepted_at, finished_at";
+
+JobState state_from_text(const std::string& s)
+{
+  auto st = common::parse_job_state(s);
+  if (!st) {
+    throw std::runtime_error(fmt::format("store: unknown job state '{}'", s));
+  }
+  return *st;
+}
+
+std::optional<JobError> read_error(Statement& st, int code_col)
+{
+  if (st.is_null(code_col)) {
+    return std::nullopt;
+  }
+  JobError e;
+  e.code = st.text(code_col);
+  e.message = st.text(code_col + 1);
+  if (auto h = st.opt_int64(code_col + 2)) {
+    e.http_status = static_cast<int>(*h);
+  }
+  return e;
+}
+
+Event read_event(Statement& st)
+{
+  // seq, job_id, batch, state, step, at, error_code, error_message, error_http_status
+  Event e;
+  e.seq = st.int64(0);
+  e.job_id = st.text(1);
+  e.batch = st.text(2);
+  e.state = state_from_text(st.text(3));
+  e.step = st.opt_text(4);
+  e.at = st.text(5);
+  e.error = read_error(st, 6);
+  return e;
+}
+
+} // namespace
+
+JobStore::JobStore(Db& db) : m_db(db) {}
+
+Job JobStore::read_job(Statement& st)
+{
+  Job j;
+  j.id = st.text(0);
+  j.key = st.opt_text(1);
+  j.batch = st.text(2);
+  j.state = state_from_text(st.text(3));
+  j.step = st.opt_text(4);
+  j.model = st.text(5);
+  j.request = st.text(6);
+  j.output = st.text(7);
+  j.priority = static_cast<int>(st.int64(8));
+  j.timeout_s = st.real(9);
+  j.labels = st.text(10);
+  j.generation_id = st.opt_text(11);
+  j.provider_status = st.opt_text(12);
+  j.provider_failed = st.int64(13) != 0;
+  j.attempts = static_cast<int>(st.int64(14));
+  j.step_failures = static_cast<int>(st.int64(15));
+  j.polls = st.int64(16);
+  j.error = read_error(st, 17);
+  j.video_url = st.opt_text(20);
+  j.video_file_size = st.opt_int64(21);
+  j.video_path = st.opt_text(22);
+  j.video_bytes = st.opt_int64(23);
+  j.video_sha256 = st.opt_text(24);
+  j.cost_usd = st.opt_real(25);
+  j.cost_credits = st.opt_int64(26);
+  j.created_at = st.text(27);
+  j.updated_at = st.text(28);
+  j.accepted_at = st.opt_text(29);
+  j.finished_at = st.opt_text(30);
+  return j;
+}
+
+Result<BatchInsert, std::vector<IndexError>> JobStore::insert_batch(const std::vector<NewJob>& jobs,
+                                                                    std::optional<double> max_usd)
+{
+  std::vector<IndexError> errors;
+  BatchInsert out;
+  out.batch = common::make_id();
+  const std::string now = format_rfc3339(now_utc());
+
+  // Checks that need no writes first, so a bad batch costs no savepoint work.
+  std::set<std::string_view> keys_seen;
+  std::set<std::string_view> outputs_seen;
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    const auto& j = jobs[i];
+    if (j.key && !keys_seen.insert(*j.key).second) {
+      errors.push_back({i, "key", fmt::format("key \"{}\" appears more than once in this batch", *j.key)});
+    }
+    if (j.output && !outputs_seen.insert(*j.output).second) {
+      errors.push_back({i, "output", fmt::format("output \"{}\" appears more than once in this batch", *j.output)});
+    }
+  }
+  if (!errors.empty()) {
+    return errors;
+  }
+
+  Savepoint sp(m_db, "insert_batch");
+  const std::size_t pending_before = m_pending.size();
+  std::size_t inserted = 0;
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    const auto& nj = jobs[i];
+    if (nj.key) {
+      if (auto existing = get_by_key(*nj.key)) {
+        out.jobs.push_back({existing->id, existing->key, existing->state, true});
+        continue;
+      }
+    }
+    Job j;
+    j.id = common::make_id();
+    j.key = nj.key;
+    j.batch = out.batch;
+    j.model = nj.model;
+    j.request = nj.request;
+    j.output = nj.output ? *nj.output : j.id + ".mp4";
+    j.priority = nj.priority;
+    j.timeout_s = nj.timeout_s;
+    boost::json::object labels;
+    for (const auto& [k, v] : nj.labels) {
+      labels[k] = v;
+    }
+    j.labels = boost::json::serialize(labels);
+
+    auto& owner = m_db.prepare("SELECT id FROM jobs WHERE output = ?");
+    owner.bind(1, j.output);
+    if (owner.step()) {
+      errors.push_back({i, "output", fmt::format("output \"{}\" is already claimed by job {}", j.output, owner.text(0))});
+      continue;
+    }
+    if (inserted == 0) {
+      auto& b = m_db.prepare("INSERT INTO batches (id, created_at, max_usd) VALUES (?, ?, ?)");
+      b.bind(1, out.batch).bind(2, now).bind(3, max_usd);
+      b.run();
+    }
+    auto& ins = m_db.prepare(
+      "INSERT INTO jobs (id, key, batch, state, model, request, output, priority, timeout_s, labels, created_at, updated_at) "
+      "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)");
+    ins.bind(1, j.id).bind(2, j.key).bind(3, j.batch).bind(4, j.model).bind(5, j.request).bind(6, j.output);
+    ins.bind(7, static_cast<std::int64_t>(j.priority)).bind(8, j.timeout_s).bind(9, j.labels).bind(10, now).bind(11, now);
+    ins.run();
+    for (const auto& [k, v] : nj.labels) {
+      auto& l = m_db.prepare("INSERT OR IGNORE INTO job_labels (name, value, job_id) VALUES (?, ?, ?)");
+      l.bind(1, k).bind(2, v).bind(3, j.id);
+      l.run();
+    }
+    append_event(j, JobState::queued, std::nullopt, std::nullopt, now);
+    out.jobs.push_back({j.id, j.key, JobState::queued, false});
+    ++inserted;
+  }
+  if (!errors.empty()) {
+    m_pending.resize(pending_before);
+    return errors; // the savepoint rolls back
+  }
+  if (inserted > 0) {
+    auto& c = m_db.prepare("UPDATE batches SET job_count = job_count + ? WHERE id = ?");
+    c.bind(1, static_cast<std::int64_t>(inserted)).bind(2, out.batch);
+    c.run();
+  } else if (!out.jobs.empty()) {
+    // Every job was a duplicate: answer with the batch the first one belongs to.
+    if (auto first = get(out.jobs.front().id)) {
+      out.batch = first->batch;
+    }
+  }
+  sp.commit();
+  return out;
+}
+
+std::optional<Job> JobStore::get(std::string_view id)
+{
+  auto& st = m_db.prepare(fmt::format("SELECT {} FROM jobs WHERE id = ?", k_job_columns));
+  st.bind(1, id);
+  if (!st.step()) {
+    return std::nullopt;
+  }
+  return read_job(st);
+}
+
+std::optional<Job> JobStore::get_by_key(std::string_view key)
+{
+  auto& st = m_db.prepare(fmt::format("SELECT {} FROM jobs WHERE key = ?", k_job_columns));
+  st.bind(1, key);
+  if (!st.step()) {
+    return std::nullopt;
+  }
+  return read_job(st);
+}
+
+JobList JobStore::list(const ListFilter& f)
+{
+  std::string sql = fmt::format("SELECT {} FROM jobs WHERE 1", k_job_columns);
+  if (!f.states.empty()) {
+    sql += " AND state IN (";
+    for (std::size_t i = 0; i < f.states.size(); ++i) {
+      sql += i ? ",?" : "?";
+    }
+    sql += ")";
+  }
+  if (f.batch) {
+    sql += " AND batch = ?";
+  }
+  if (f.label) {
+    sql += " AND id IN (SELECT job_id FROM job_labels WHERE name = ? AND value = ?)";
+  }
+  if (f.after) {
+    sql += " AND id > ?";
+  }
+  sql += " ORDER BY id LIMIT ?";
+  auto& st = m_db.prepare(sql);
+  int p = 1;
+  for (auto s : f.states) {
+    st.bind(p++, common::to_string(s));
+  }
+  if (f.batch) {
+    st.bind(p++, *f.batch);
+  }
+  if (f.label) {
+    st.bind(p++, f.label->first);
+    st.bind(p++, f.label->second);
+  }
+  if (f.after) {
+    st.bind(p++, *f.after);
+  }
+  // One extra row tells whether there is a next page.
+  st.bind(p++, static_cast<std::int64_t>(f.limit + 1));
+  JobList out;
+  while (st.step()) {
+    if (out.jobs.size() == f.limit) {
+      out.next = out.jobs.back().id;
+      break;
+    }
+    out.jobs.push_back(read_job(st));
+  }
+  return out;
+}
+
+std::vector<Job> JobStore::active_jobs()
+{
+  auto& st = m_db.prepare(fmt::format(
+    "SELECT {} FROM jobs WHERE state IN ('queued','submitting','generating','downloading') ORDER BY id", k_job_columns));
+  std::vector<Job> out;
+  while (st.step()) {
+    out.push_back(read_job(st));
+  }
+  return out;
+}
+
+std::vector<Job> JobStore::next_queued(std::size_t limit, const std::vector<std::string>& exclude_batches)
+{
+  std::string sql = fmt::format("SELECT {} FROM jobs WHERE state = 'queued'", k_job_columns);
+  if (!exclude_batches.empty()) {
+    sql += " AND batch NOT IN (";
+    for (std::size_t i = 0; i < exclude_batches.size(); ++i) {
+      sql += i ? ",?" : "?";
+    }
+    sql += ")";
+  }
+  sql += " ORDER BY priority DESC, id LIMIT ?";
+  auto& st = m_db.prepare(sql);
+  int p = 1;
+  for (const auto& b : exclude_batches) {
+    st.bind(p++, b);
+  }
+  st.bind(p, static_cast<std::int64_t>(limit));
+  std::vector<Job> out;
+  while (st.step()) {
+    out.push_back(read_job(st));
+  }
+  return out;
+}
+
+namespace {
+
+// Builds "SET a = ?, b = ?" for the fields present in `u`, binding in order.
+struct SetClause
+{
+  std::string sql;
+  std::vector<std::function<void(Statement&, int)>> binders;
+
+  template <typename T>
+  void add(const char* col, T value)
+  {
+    sql += fmt::format(", {} = ?", col);
+    binders.push_back([value](Statement& st, int i) { st.bind(i, value); });
+  }
+  void add_null(const char* col) { sql += fmt::format(", {} = NULL", col); }
+};
+
+SetClause build_set(const JobUpdate& u)
+{
+  SetClause s;
+  if (u.step) {
+    if (*u.step) {
+      s.add("step", **u.step);
+    } else {
+      s.add_null("step");
+    }
+  }
+  if (u.error) {
+    if (*u.error) {
+      const JobError& e = **u.error;
+      s.add("error_code", e.code);
+      s.add("error_message", e.message);
+      if (e.http_status) {
+        s.add("error_http_status", static_cast<std::int64_t>(*e.http_status));
+      } else {
+        s.add_null("error_http_status");
+      }
+    } else {
+      s.add_null("error_code");
+      s.add_null("error_message");
+      s.add_null("error_http_status");
+    }
+  }
+  if (u.clear_generation) {
+    s.add_null("generation_id");
+    s.add_null("provider_status");
+    s.add_null("accepted_at");
+    s.sql += ", provider_failed = 0";
+  }
+  if (u.clear_video) {
+    s.add_null("video_url");
+    s.add_null("video_file_size");
+    s.add_null("video_path");
+    s.add_null("video_bytes");
+    s.add_null("video_sha256");
+  }
+  if (u.generation_id) s.add("generation_id", *u.generation_id);
+  if (u.provider_status) s.add("provider_status", *u.provider_status);
+  if (u.provider_failed) s.add("provider_failed", static_cast<std::int64_t>(*u.provider_failed));
+  if (u.step_failures) s.add("step_failures", static_cast<std::int64_t>(*u.step_failures));
+  if (u.video_url) s.add("video_url", *u.video_url);
+  if (u.video_file_size) s.add("video_file_size", *u.video_file_size);
+  if (u.video_path) s.add("video_path", *u.video_path);
+  if (u.video_bytes) s.add("video_bytes", *u.video_bytes);
+  if (u.video_sha256) s.add("video_sha256", *u.video_sha256);
+  if (u.accepted_at) s.add("accepted_at", *u.accepted_at);
+  if (u.cost_usd) s.add("cost_usd", *u.cost_usd);
+  if (u.cost_credits) s.add("cost_credits", *u.cost_credits);
+  return s;
+}
+
+} // namespace
+
+bool JobStore::transition(std::string_view id, JobState from, JobState to, const JobUpdate& update)
+{
+  if (!common::is_legal_transition(from, to)) {
+    throw std::logic_error(fmt::format("illegal transition {} -> {} for job {}", common::to_string(from),
+                                       common::to_string(to), id));
+  }
+  const std::string now = format_rfc3339(now_utc());
+  SetClause set = build_set(update);
+  std::string finished = common::is_terminal(to) ? ", finished_at = ?" : ", finished_at = NULL";
+  auto& st = m_db.prepare(
+    fmt::format("UPDATE jobs SET state = ?, updated_at = ?{}{} WHERE id = ? AND state = ?", finished, set.sql));
+  int p = 1;
+  st.bind(p++, common::to_string(to));
+  st.bind(p++, now);
+  if (common::is_terminal(to)) {
+    st.bind(p++, now);
+  }
+  for (auto& b : set.binders) {
+    b(st, p++);
+  }
+  st.bind(p++, id);
+  st.bind(p++, common::to_string(from));
+  st.run();
+  if (m_db.changes() == 0) {
+    return false;
+  }
+  auto job = get(id);
+  append_event(*job, to, job->step, job->error, now);
+  return true;
+}
+
+bool JobStore::update(std::string_view id, JobState expected, const JobUpdate& update,
+                      std::optional<std::string> event_step, std::optional<JobError> event_error)
+{
+  const std::string now = format_rfc3339(now_utc());
+  SetClause set = build_set(update);
+  auto& st = m_db.prepare(fmt::format("UPDATE jobs SET updated_at = ?{} WHERE id = ? AND state = ?", set.sql));
+  int p = 1;
+  st.bind(p++, now);
+  for (auto& b : set.binders) {
+    b(st, p++);
+  }
+  st.bind(p++, id);
+  st.bind(p++, common::to_string(expected));
+  st.run();
+  if (m_db.changes() == 0) {
+    return false;
+  }
+  if (event_step) {
+    auto job = get(id);
+    append_event(*job, expected, event_step, event_error, now);
+  }
+  return true;
+}
+
+void JobStore::add_polls(std::string_view id, std::int64_t polls)
+{
+  auto& st = m_db.prepare("UPDATE jobs SET polls = polls + ? WHERE id = ?");
+  st.bind(1, polls).bind(2, id);
+  st.run();
+}
+
+int JobStore::begin_attempt(std::string_view job_id, std::string_view client_request_id)
+{
+  auto& up = m_db.prepare("UPDATE jobs SET attempts = attempts + 1 WHERE id = ? AND state = 'submitting' RETURNING attempts");
+  up.bind(1, job_id);
+  if (!up.step()) {
+    throw std::logic_error(fmt::format("begin_attempt: job {} is not submitting", job_id));
+  }
+  const int n = static_cast<int>(up.int64(0));
+  up.run();
+  auto& ins = m_db.prepare(
+    "INSERT INTO create_attempts (job_id, attempt, client_request_id, started_at) VALUES (?, ?, ?, ?)");
+  ins.bind(1, job_id).bind(2, static_cast<std::int64_t>(n)).bind(3, client_request_id).bind(4, format_rfc3339(now_utc()));
+  ins.run();
+  return n;
+}
+
+void JobStore::finish_attempt(const Attempt& a)
+{
+  auto& st = m_db.prepare(
+    "UPDATE create_attempts SET outcome = ?, http_status = ?, generation_id = ?, inference_id = ?, credits = ?, "
+    "usd = ?, finished_at = ? WHERE job_id = ? AND attempt = ?");
+  st.bind(1, a.outcome);
+  if (a.http_status) {
+    st.bind(2, static_cast<std::int64_t>(*a.http_status));
+  } else {
+    st.bind_null(2);
+  }
+  st.bind(3, a.generation_id).bind(4, a.inference_id).bind(5, a.credits).bind(6, a.usd);
+  st.bind(7, format_rfc3339(now_utc())).bind(8, a.job_id).bind(9, static_cast<std::int64_t>(a.attempt));
+  st.run();
+}
+
+namespace {
+Attempt read_attempt(Statement& st)
+{
+  Attempt a;
+  a.job_id = st.text(0);
+  a.attempt = static_cast<int>(st.int64(1));
+  a.client_request_id = st.text(2);
+  a.started_at = st.text(3);
+  a.outcome = st.text(4);
+  if (auto h = st.opt_int64(5)) {
+    a.http_status = static_cast<int>(*h);
+  }
+  a.generation_id = st.opt_text(6);
+  a.inference_id = st.opt_text(7);
+  a.credits = st.opt_int64(8);
+  a.usd = st.opt_real(9);
+  return a;
+}
+constexpr const char* k_attempt_columns =
+  "job_id, attempt, client_request_id, started_at, outcome, http_status, generation_id, inference_id, credits, usd";
+} // namespace
+
+std::vector<Attempt> JobStore::attempts(std::string_view job_id)
+{
+  auto& st = m_db.prepare(fmt::format("SELECT {} FROM create_attempts WHERE job_id = ? ORDER BY attempt", k_attempt_columns));
+  st.bind(1, job_id);
+  std::vector<Attempt> out;
+  while (st.step()) {
+    out.push_back(read_attempt(st));
+  }
+  return out;
+}
+
+std::vector<Attempt> JobStore::attempts_with_outcome(std::string_view outcome)
+{
+  auto& st = m_db.prepare(fmt::format("SELECT {} FROM create_attempts WHERE outcome = ? ORDER BY job_id, attempt", k_attempt_columns));
+  st.bind(1, outcome);
+  std::vector<Attempt> out;
+  while (st.step()) {
+    out.push_back(read_attempt(st));
+  }
+  return out;
+}
+
+std::vector<std::pair<JobState, std::int64_t>> JobStore::counts_by_state()
+{
+  auto& st = m_db.prepare("SELECT state, count(*) FROM jobs GROUP BY state");
+  std::vector<std::pair<JobState, std::int64_t>> out;
+  while (st.step()) {
+    out.emplace_back(state_from_text(st.text(0)), st.int64(1));
+  }
+  return out;
+}
+
+std::vector<std::pair<JobState, std::int64_t>> JobStore::batch_counts(std::string_view batch)
+{
+  auto& st = m_db.prepare("SELECT state, count(*) FROM jobs WHERE batch = ? GROUP BY state");
+  st.bind(1, batch);
+  std::vector<std::pair<JobState, std::int64_t>> out;
+  while (st.step()) {
+    out.emplace_back(state_from_text(st.text(0)), st.int64(1));
+  }
+  return out;
+}
+
+bool JobStore::batch_exists(std::string_view batch)
+{
+  auto& st = m_db.prepare("SELECT 1 FROM batches WHERE id = ?");
+  st.bind(1, batch);
+  return st.step();
+}
+
+std::vector<Event> JobStore::history(std::string_view job_id)
+{
+  auto& st = m_db.prepare(
+    "SELECT seq, job_id, batch, state, step, at, error_code, error_message, error_http_status FROM job_events "
+    "WHERE job_id = ? ORDER BY seq");
+  st.bind(1, job_id);
+  std::vector<Event> out;
+  while (st.step()) {
+    out.push_back(read_event(st));
+  }
+  return out;
+}
+
+std::vector<Event> JobStore::events_since(std::int64_t seq, std::size_t limit)
+{
+  auto& st = m_db.prepare(
+    "SELECT seq, job_id, batch, state, step, at, error_code, error_message, error_http_status FROM job_events "
+    "WHERE seq > ? ORDER BY seq LIMIT ?");
+  st.bind(1, seq).bind(2, static_cast<std::int64_t>(limit));
+  std::vector<Event> out;
+  while (st.step()) {
+    out.push_back(read_event(st));
+  }
+  return out;
+}
+
+std::int64_t JobStore::last_event_seq()
+{
+  auto& st = m_db.prepare("SELECT coalesce(max(seq), 0) FROM job_events");
+  st.step();
+  return st.int64(0);
+}
+
+std::vector<Event> JobStore::take_pending_events()
+{
+  std::vector<Event> out;
+  out.swap(m_pending);
+  return out;
+}
+
+void JobStore::append_event(const Job& job, JobState state, const std::optional<std::string>& step,
+                            const std::optional<JobError>& error, const std::string& at)
+{
+  auto& st = m_db.prepare(
+    "INSERT INTO job_events (job_id, batch, state, step, at, error_code, error_message, error_http_status) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq");
+  st.bind(1, job.id).bind(2, job.batch).bind(3, common::to_string(state)).bind(4, step).bind(5, at);
+  if (error) {
+    st.bind(6, error->code).bind(7, error->message);
+    if (error->http_status) {
+      st.bind(8, static_cast<std::int64_t>(*error->http_status));
+    } else {
+      st.bind_null(8);
+    }
+  } else {
+    st.bind_null(6).bind_null(7).bind_null(8);
+  }
+  if (!st.step()) {
+    throw std::runtime_error("store: event insert returned no seq");
+  }
+  m_pending.push_back(Event{st.int64(0), job.id, job.batch, state, step, at, error});
+  st.run();
+}
+
+} // namespace klingd::store

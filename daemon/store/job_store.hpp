@@ -1,0 +1,217 @@
+// JobStore: all SQL about jobs, their labels, events and create attempts.
+// Methods run on the loop thread inside a transaction the caller opened
+// (GroupCommitter batches them); nothing here commits by itself.
+#pragma once
+
+#include "common/job.hpp"
+#include "common/result.hpp"
+#include "daemon/store/sqlite.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace klingd::store {
+
+using common::ErrorCode;
+using common::JobState;
+
+struct JobError
+{
+  std::string code; // an ErrorCode name
+  std::string message;
+  std::optional<int> http_status;
+};
+
+struct Job
+{
+  std::string id;
+  std::optional<std::string> key;
+  std::string batch;
+  JobState state = JobState::queued;
+  std::optional<std::string> step;
+  std::string model;
+  std::string request; // JSON text
+  std::string output;
+  int priority = 0;
+  double timeout_s = 86400;
+  std::string labels = "{}"; // JSON text
+  std::optional<std::string> generation_id;
+  std::optional<std::string> provider_status;
+  bool provider_failed = false;
+  int attempts = 0;
+  int step_failures = 0;
+  std::int64_t polls = 0;
+  std::optional<JobError> error;
+  std::optional<std::string> video_url;
+  std::optional<std::int64_t> video_file_size;
+  std::optional<std::string> video_path;
+  std::optional<std::int64_t> video_bytes;
+  std::optional<std::string> video_sha256;
+  std::optional<double> cost_usd;
+  std::optional<std::int64_t> cost_credits;
+  std::string created_at;
+  std::string updated_at;
+  std::optional<std::string> accepted_at;
+  std::optional<std::string> finished_at;
+};
+
+struct NewJob
+{
+  std::optional<std::string> key;
+  std::optional<std::string> output; // default "<id>.mp4"
+  std::string model;
+  std::string request; // normalised JSON text
+  int priority = 0;
+  double timeout_s = 86400;
+  std::vector<std::pair<std::string, std::string>> labels;
+};
+
+struct InsertedJob
+{
+  std::string id;
+  std::optional<std::string> key;
+  JobState state;
+  bool duplicate;
+};
+
+struct BatchInsert
+{
+  std::string batch;
+  std::vector<InsertedJob> jobs;
+};
+
+// A problem with one job of a batch; `index` is its position in the request.
+struct IndexError
+{
+  std::size_t index;
+  std::string field;
+  std::string message;
+};
+
+struct ListFilter
+{
+  std::vector<JobState> states;                               // empty: any
+  std::optional<std::string> batch;
+  std::optional<std::pair<std::string, std::string>> label;   // name=value
+  std::size_t limit = 100;
+  std::optional<std::string> after;                           // cursor: list ids > after
+};
+
+struct JobList
+{
+  std::vector<Job> jobs;
+  std::optional<std::string> next;
+};
+
+struct Event
+{
+  std::int64_t seq;
+  std::string job_id;
+  std::string batch;
+  JobState state;
+  std::optional<std::string> step;
+  std::string at;
+  std::optional<JobError> error;
+};
+
+// Column updates that travel with a state change; unset fields stay as they are.
+struct JobUpdate
+{
+  std::optional<std::optional<std::string>> step;          // set (or clear with nullopt inside)
+  std::optional<std::optional<JobError>> error;            // set or clear
+  std::optional<std::string> generation_id;
+  std::optional<std::string> provider_status;
+  std::optional<bool> provider_failed;
+  std::optional<int> step_failures;
+  std::optional<std::string> video_url;
+  std::optional<std::int64_t> video_file_size;
+  std::optional<std::string> video_path;
+  std::optional<std::int64_t> video_bytes;
+  std::optional<std::string> video_sha256;
+  std::optional<std::string> accepted_at;
+  std::optional<double> cost_usd;
+  std::optional<std::int64_t> cost_credits;
+  bool clear_video = false;       // forget url/size/result (retry)
+  bool clear_generation = false;  // forget generation id (retry that must create anew)
+};
+
+struct Attempt
+{
+  std::string job_id;
+  int attempt;
+  std::string client_request_id;
+  std::string started_at;
+  std::string outcome;
+  std::optional<int> http_status;
+  std::optional<std::string> generation_id;
+  std::optional<std::string> inference_id;
+  std::optional<std::int64_t> credits;
+  std::optional<double> usd;
+};
+
+class JobStore
+{
+public:
+  explicit JobStore(Db& db);
+
+  Db& db() { return m_db; }
+
+  // Inserts a batch all-or-nothing (a savepoint inside the caller's transaction).
+  // A job whose key exists already is not inserted: it is returned with
+  // duplicate=true. Errors: keys or outputs repeated inside the batch, an
+  // output already claimed by another job. `max_usd` is the batch's budget.
+  Result<BatchInsert, std::vector<IndexError>> insert_batch(const std::vector<NewJob>& jobs,
+                                                            std::optional<double> max_usd = std::nullopt);
+
+  std::optional<Job> get(std::string_view id);
+  std::optional<Job> get_by_key(std::string_view key);
+  JobList list(const ListFilter& filter);
+  // Every job not in a terminal state, oldest first (for resuming at start).
+  std::vector<Job> active_jobs();
+  // Queued jobs in dispatch order: priority desc, then oldest first.
+  std::vector<Job> next_queued(std::size_t limit, const std::vector<std::string>& exclude_batches = {});
+
+  // Moves job `id` from `from` to `to` with `update`, appending an event.
+  // Returns false (and changes nothing) if the job is not in `from` — a
+  // concurrent cancel won. Illegal transitions throw (a bug).
+  bool transition(std::string_view id, JobState from, JobState to, const JobUpdate& update = {});
+  // Updates columns without a state change. With `event_step`, appends a
+  // history row for the current state (e.g. "reconciling", "url_refresh").
+  bool update(std::string_view id, JobState expected, const JobUpdate& update,
+              std::optional<std::string> event_step = std::nullopt, std::optional<JobError> event_error = std::nullopt);
+  // Adds lazily counted polls (no event).
+  void add_polls(std::string_view id, std::int64_t polls);
+
+  // Starts create attempt N+1: bumps jobs.attempts and records a pending
+  // attempt row. The job must be `submitting`. Returns the attempt number.
+  int begin_attempt(std::string_view job_id, std::string_view client_request_id);
+  void finish_attempt(const Attempt& attempt);
+  std::vector<Attempt> attempts(std::string_view job_id);
+  std::vector<Attempt> attempts_with_outcome(std::string_view outcome);
+
+  std::vector<std::pair<JobState, std::int64_t>> counts_by_state();
+  std::vector<std::pair<JobState, std::int64_t>> batch_counts(std::string_view batch);
+  bool batch_exists(std::string_view batch);
+  std::vector<Event> history(std::string_view job_id);
+  std::vector<Event> events_since(std::int64_t seq, std::size_t limit);
+  std::int64_t last_event_seq();
+
+  // Events appended since the last call (committed or not: the GroupCommitter
+  // takes them after COMMIT and drops them after a rollback).
+  std::vector<Event> take_pending_events();
+  std::size_t pending_event_count() const { return m_pending.size(); }
+  void drop_pending_events_from(std::size_t n) { m_pending.resize(std::min(n, m_pending.size())); }
+
+private:
+  void append_event(const Job& job, JobState state, const std::optional<std::string>& step,
+                    const std::optional<JobError>& error, const std::string& at);
+  Job read_job(Statement& st);
+
+  Db& m_db;
+  std::vector<Event> m_pending;
+};
+
+} // namespace klingd::store

@@ -1,0 +1,228 @@
+#include "daemon/store/sqlite.hpp"
+
+#include "common/log.hpp"
+
+#include <fmt/format.h>
+#include <sqlite3.h>
+
+namespace klingd::store {
+
+namespace {
+[[noreturn]] void fail(sqlite3* db, int rc, std::string_view what)
+{
+  const char* msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  throw SqliteError(db ? sqlite3_extended_errcode(db) : rc, fmt::format("sqlite: {}: {}", what, msg));
+}
+} // namespace
+
+Statement::Statement(sqlite3* db, std::string_view sql) : m_db(db)
+{
+  int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &m_stmt, nullptr);
+  if (rc != SQLITE_OK) {
+    fail(db, rc, fmt::format("prepare \"{}\"", sql.substr(0, 80)));
+  }
+}
+
+Statement::~Statement() { sqlite3_finalize(m_stmt); }
+
+Statement& Statement::bind(int index, std::string_view text)
+{
+  int rc = sqlite3_bind_text(m_stmt, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+  if (rc != SQLITE_OK) {
+    fail(m_db, rc, "bind text");
+  }
+  return *this;
+}
+
+Statement& Statement::bind(int index, std::int64_t value)
+{
+  int rc = sqlite3_bind_int64(m_stmt, index, value);
+  if (rc != SQLITE_OK) {
+    fail(m_db, rc, "bind int");
+  }
+  return *this;
+}
+
+Statement& Statement::bind(int index, double value)
+{
+  int rc = sqlite3_bind_double(m_stmt, index, value);
+  if (rc != SQLITE_OK) {
+    fail(m_db, rc, "bind double");
+  }
+  return *this;
+}
+
+Statement& Statement::bind_null(int index)
+{
+  int rc = sqlite3_bind_null(m_stmt, index);
+  if (rc != SQLITE_OK) {
+    fail(m_db, rc, "bind null");
+  }
+  return *this;
+}
+
+bool Statement::step()
+{
+  int rc = sqlite3_step(m_stmt);
+  if (rc == SQLITE_ROW) {
+    return true;
+  }
+  if (rc == SQLITE_DONE) {
+    return false;
+  }
+  fail(m_db, rc, fmt::format("step \"{}\"", std::string_view(sqlite3_sql(m_stmt)).substr(0, 80)));
+}
+
+void Statement::run()
+{
+  while (step()) {
+  }
+}
+
+void Statement::reset()
+{
+  sqlite3_reset(m_stmt);
+  sqlite3_clear_bindings(m_stmt);
+}
+
+bool Statement::is_null(int col) const { return sqlite3_column_type(m_stmt, col) == SQLITE_NULL; }
+std::int64_t Statement::int64(int col) const { return sqlite3_column_int64(m_stmt, col); }
+double Statement::real(int col) const { return sqlite3_column_double(m_stmt, col); }
+
+std::string Statement::text(int col) const
+{
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(m_stmt, col));
+  return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(m_stmt, col))) : std::string();
+}
+
+std::optional<std::string> Statement::opt_text(int col) const
+{
+  if (is_null(col)) {
+    return std::nullopt;
+  }
+  return text(col);
+}
+
+std::optional<std::int64_t> Statement::opt_int64(int col) const
+{
+  if (is_null(col)) {
+    return std::nullopt;
+  }
+  return int64(col);
+}
+
+std::optional<double> Statement::opt_real(int col) const
+{
+  if (is_null(col)) {
+    return std::nullopt;
+  }
+  return real(col);
+}
+
+Db::Db(const std::string& path, Options options) : m_path(path)
+{
+  int rc = sqlite3_open_v2(path.c_str(), &m_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = m_db ? sqlite3_errmsg(m_db) : sqlite3_errstr(rc);
+    sqlite3_close_v2(m_db);
+    m_db = nullptr;
+    throw SqliteError(rc, fmt::format("sqlite: cannot open {}: {}", path, msg));
+  }
+  sqlite3_extended_result_codes(m_db, 1);
+  sqlite3_busy_timeout(m_db, options.busy_timeout_ms);
+  if (path != ":memory:") {
+    // WAL needs a real file; check that the switch happened (a read-only or odd FS can refuse).
+    Statement st(m_db, "PRAGMA journal_mode=WAL");
+    if (!st.step() || st.text(0) != "wal") {
+      throw SqliteError(SQLITE_ERROR, fmt::format("sqlite: {} could not be switched to WAL mode", path));
+    }
+  }
+  exec(fmt::format("PRAGMA synchronous={}", options.synchronous == "normal" ? "NORMAL" : options.synchronous == "extra" ? "EXTRA" : "FULL"));
+  exec("PRAGMA foreign_keys=ON");
+  // Checkpoints happen from our loop at commit time; keep the WAL bounded.
+  exec("PRAGMA wal_autocheckpoint=1000");
+}
+
+Db::~Db()
+{
+  m_cache.clear();
+  if (m_db) {
+    sqlite3_close_v2(m_db);
+  }
+}
+
+void Db::exec(std::string_view sql)
+{
+  std::string s(sql);
+  char* err = nullptr;
+  int rc = sqlite3_exec(m_db, s.c_str(), nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string msg = err ? err : sqlite3_errstr(rc);
+    sqlite3_free(err);
+    throw SqliteError(sqlite3_extended_errcode(m_db), fmt::format("sqlite: {}: {}", s.substr(0, 80), msg));
+  }
+}
+
+Statement& Db::prepare(std::string_view sql)
+{
+  auto it = m_cache.find(std::string(sql));
+  if (it == m_cache.end()) {
+    it = m_cache.emplace(std::string(sql), std::make_unique<Statement>(m_db, sql)).first;
+  } else {
+    it->second->reset();
+  }
+  return *it->second;
+}
+
+std::int64_t Db::changes() const { return sqlite3_changes64(m_db); }
+
+int Db::user_version()
+{
+  Statement st(m_db, "PRAGMA user_version");
+  st.step();
+  return static_cast<int>(st.int64(0));
+}
+
+Transaction::Transaction(Db& db) : m_db(db) { m_db.exec("BEGIN IMMEDIATE"); }
+
+Transaction::~Transaction()
+{
+  if (!m_done) {
+    try {
+      m_db.exec("ROLLBACK");
+    } catch (const std::exception& e) {
+      log::error("sqlite.rollback_failed", {{"error", e.what()}});
+    }
+  }
+}
+
+void Transaction::commit()
+{
+  m_db.exec("COMMIT");
+  m_done = true;
+}
+
+Savepoint::Savepoint(Db& db, std::string name) : m_db(db), m_name(std::move(name))
+{
+  m_db.exec("SAVEPOINT " + m_name);
+}
+
+Savepoint::~Savepoint()
+{
+  if (!m_done) {
+    try {
+      m_db.exec("ROLLBACK TO " + m_name);
+      m_db.exec("RELEASE " + m_name);
+    } catch (const std::exception& e) {
+      log::error("sqlite.rollback_failed", {{"error", e.what()}});
+    }
+  }
+}
+
+void Savepoint::commit()
+{
+  m_db.exec("RELEASE " + m_name);
+  m_done = true;
+}
+
+} // namespace klingd::store

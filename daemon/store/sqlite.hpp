@@ -1,0 +1,134 @@
+// A thin RAII layer over SQLite: one connection (Db), prepared statements
+// (Statement, cached and reused), and transactions/savepoints that roll back
+// unless committed. SQLite errors throw SqliteError (I/O or bugs, not input).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace klingd::store {
+
+class SqliteError : public std::runtime_error
+{
+public:
+  SqliteError(int code, const std::string& what) : std::runtime_error(what), m_code(code) {}
+  int code() const { return m_code; }
+  // SQLITE_CONSTRAINT and its extended codes.
+  bool is_constraint() const { return (m_code & 0xff) == 19; }
+
+private:
+  int m_code;
+};
+
+class Statement
+{
+public:
+  Statement(sqlite3* db, std::string_view sql);
+  ~Statement();
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  // Parameters are 1-based as in SQLite. Text is copied (SQLITE_TRANSIENT).
+  Statement& bind(int index, std::string_view text);
+  Statement& bind(int index, const char* text) { return bind(index, std::string_view(text)); }
+  Statement& bind(int index, const std::string& text) { return bind(index, std::string_view(text)); }
+  Statement& bind(int index, std::int64_t value);
+  Statement& bind(int index, int value) { return bind(index, static_cast<std::int64_t>(value)); }
+  Statement& bind(int index, double value);
+  Statement& bind_null(int index);
+  template <typename T>
+  Statement& bind(int index, const std::optional<T>& v)
+  {
+    return v ? bind(index, *v) : bind_null(index);
+  }
+
+  // Advances; true while a row is available. Throws on error.
+  bool step();
+  // Steps to completion (for statements without rows).
+  void run();
+  // Clears bindings and resets, so a cached statement can be reused.
+  void reset();
+
+  bool is_null(int col) const;
+  std::int64_t int64(int col) const;
+  double real(int col) const;
+  std::string text(int col) const;
+  std::optional<std::string> opt_text(int col) const;
+  std::optional<std::int64_t> opt_int64(int col) const;
+  std::optional<double> opt_real(int col) const;
+
+private:
+  sqlite3* m_db;
+  sqlite3_stmt* m_stmt = nullptr;
+};
+
+class Db
+{
+public:
+  struct Options
+  {
+    std::string synchronous = "full"; // full | normal | extra
+    int busy_timeout_ms = 5000;
+  };
+
+  // Opens (creating if needed) the database at `path` (":memory:" allowed) in WAL mode.
+  Db(const std::string& path, Options options);
+  ~Db();
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  // Runs one or more statements without results.
+  void exec(std::string_view sql);
+  // A prepared statement cached by its SQL text, reset and ready to bind.
+  Statement& prepare(std::string_view sql);
+  std::int64_t changes() const;
+  int user_version();
+  sqlite3* handle() { return m_db; }
+  const std::string& path() const { return m_path; }
+
+private:
+  sqlite3* m_db = nullptr;
+  std::string m_path;
+  std::unordered_map<std::string, std::unique_ptr<Statement>> m_cache;
+};
+
+// BEGIN IMMEDIATE ... COMMIT; rolls back in the destructor unless committed.
+class Transaction
+{
+public:
+  explicit Transaction(Db& db);
+  ~Transaction();
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  void commit();
+
+private:
+  Db& m_db;
+  bool m_done = false;
+};
+
+// A nested SAVEPOINT: released on commit(), rolled back (and released) otherwise.
+class Savepoint
+{
+public:
+  Savepoint(Db& db, std::string name);
+  ~Savepoint();
+  Savepoint(const Savepoint&) = delete;
+  Savepoint& operator=(const Savepoint&) = delete;
+  void commit();
+
+private:
+  Db& m_db;
+  std::string m_name;
+  bool m_done = false;
+};
+
+} // namespace klingd::store
