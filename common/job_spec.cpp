@@ -1,0 +1,383 @@
+#include "common/job_spec.hpp"
+
+#include "common/job.hpp"
+
+#include <boost/json/parse_options.hpp>
+#include <boost/json/stream_parser.hpp>
+#include <fmt/format.h>
+
+#include <cmath>
+
+namespace klingd::common {
+
+namespace json = boost::json;
+
+namespace {
+
+// Counts UTF-8 code points (the text is valid UTF-8: Boost.JSON checked it).
+std::size_t char_count(std::string_view s)
+{
+  std::size_t n = 0;
+  for (unsigned char c : s) {
+    n += (c & 0xC0) != 0x80;
+  }
+  return n;
+}
+
+bool has_control_chars(std::string_view s)
+{
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7F) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string_view kind_name(const json::value& v)
+{
+  switch (v.kind()) {
+  case json::kind::null: return "null";
+  case json::kind::bool_: return "a boolean";
+  case json::kind::int64:
+  case json::kind::uint64: return "an integer";
+  case json::kind::double_: return "a number";
+  case json::kind::string: return "a string";
+  case json::kind::array: return "an array";
+  case json::kind::object: return "an object";
+  }
+  return "a value";
+}
+
+// 1-based line and column of byte `offset` in `text`.
+std::pair<std::size_t, std::size_t> line_column(std::string_view text, std::size_t offset)
+{
+  std::size_t line = 1;
+  std::size_t col = 1;
+  for (std::size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      col = 1;
+    } else if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) {
+      ++col;
+    }
+  }
+  return {line, col};
+}
+
+void check_key(const json::value& v, JobSpec& out, std::vector<SpecError>& errors)
+{
+  if (v.is_null()) {
+    return;
+  }
+  if (!v.is_string()) {
+    errors.push_back({0, "key", fmt::format("must be a string (got {})", kind_name(v))});
+    return;
+  }
+  std::string_view key = v.get_string();
+  auto n = char_count(key);
+  if (n == 0 || n > k_max_key_chars) {
+    errors.push_back({0, "key", fmt::format("must be 1 to {} characters (got {})", k_max_key_chars, n)});
+  } else if (has_control_chars(key)) {
+    errors.push_back({0, "key", "must not contain control characters"});
+  } else {
+    out.key = std::string(key);
+  }
+}
+
+void check_output(const json::value& v, JobSpec& out, std::vector<SpecError>& errors)
+{
+  if (v.is_null()) {
+    return;
+  }
+  if (!v.is_string()) {
+    errors.push_back({0, "output", fmt::format("must be a string (got {})", kind_name(v))});
+    return;
+  }
+  std::string_view path = v.get_string();
+  if (auto why = check_output_path(path); !why.empty()) {
+    errors.push_back({0, "output", why});
+  } else {
+    out.output = std::string(path);
+  }
+}
+
+void check_priority(const json::value& v, JobSpec& out, std::vector<SpecError>& errors)
+{
+  if (v.is_null()) {
+    return;
+  }
+  std::optional<std::int64_t> p;
+  if (v.is_int64()) {
+    p = v.get_int64();
+  } else if (v.is_uint64()) {
+    p = k_max_priority + std::int64_t{1}; // out of range whatever it is
+  } else if (v.is_double() && std::trunc(v.get_double()) == v.get_double() && std::abs(v.get_double()) < 1e15) {
+    p = static_cast<std::int64_t>(v.get_double());
+  }
+  if (!p) {
+    errors.push_back({0, "priority", fmt::format("must be an integer (got {})", kind_name(v))});
+  } else if (*p < k_min_priority || *p > k_max_priority) {
+    errors.push_back({0, "priority", fmt::format("must be from {} to {}", k_min_priority, k_max_priority)});
+  } else {
+    out.priority = static_cast<int>(*p);
+  }
+}
+
+void check_timeout(const json::value& v, JobSpec& out, std::vector<SpecError>& errors)
+{
+  if (v.is_null()) {
+    return;
+  }
+  if (!v.is_number()) {
+    errors.push_back({0, "timeout_s", fmt::format("must be a number of seconds (got {})", kind_name(v))});
+    return;
+  }
+  double t = v.to_number<double>();
+  if (!(t > 0) || t > k_max_timeout_s) {
+    errors.push_back({0, "timeout_s", fmt::format("must be more than 0 and at most {} (30 days)", k_max_timeout_s)});
+  } else {
+    out.timeout_s = t;
+  }
+}
+
+void check_labels(const json::value& v, JobSpec& out, std::vector<SpecError>& errors)
+{
+  if (v.is_null()) {
+    return;
+  }
+  if (!v.is_object()) {
+    errors.push_back({0, "labels", fmt::format("must be an object of strings (got {})", kind_name(v))});
+    return;
+  }
+  const auto& obj = v.get_object();
+  if (obj.size() > k_max_labels) {
+    errors.push_back({0, "labels", fmt::format("at most {} labels (got {})", k_max_labels, obj.size())});
+    return;
+  }
+  for (const auto& kv : obj) {
+    std::string field = fmt::format("labels.{}", std::string_view(kv.key()));
+    auto name_chars = char_count(kv.key());
+    if (name_chars == 0 || name_chars > k_max_label_name_chars || has_control_chars(kv.key()) ||
+        kv.key().find('=') != json::string_view::npos) {
+      errors.push_back({0, "labels", fmt::format("label names must be 1 to {} characters without '=' or control "
+                                                 "characters",
+                                                 k_max_label_name_chars)});
+      continue;
+    }
+    if (!kv.value().is_string()) {
+      errors.push_back({0, field, fmt::format("must be a string (got {})", kind_name(kv.value()))});
+      continue;
+    }
+    std::string_view value = kv.value().get_string();
+    if (char_count(value) > k_max_label_value_chars || has_control_chars(value)) {
+      errors.push_back(
+        {0, field, fmt::format("must be at most {} characters without control characters", k_max_label_value_chars)});
+      continue;
+    }
+    out.labels.emplace_back(std::string(kv.key()), std::string(value));
+  }
+}
+
+void set_index(std::vector<SpecError>& errors, std::size_t from, std::size_t index)
+{
+  for (std::size_t i = from; i < errors.size(); ++i) {
+    errors[i].index = index;
+  }
+}
+
+} // namespace
+
+std::string to_string(const SpecError& e)
+{
+  std::string where;
+  if (e.index) {
+    where = fmt::format("jobs[{}]", *e.index);
+  }
+  if (!e.field.empty()) {
+    where += where.empty() ? e.field : "." + e.field;
+  }
+  return where.empty() ? e.message : fmt::format("{}: {}", where, e.message);
+}
+
+Result<JobSpec, std::vector<SpecError>> parse_job_spec(const json::value& spec, const Catalog& catalog,
+                                                       bool allow_unknown_models)
+{
+  std::vector<SpecError> errors;
+  if (!spec.is_object()) {
+    errors.push_back({0, "", fmt::format("a job spec must be a JSON object (got {})", kind_name(spec))});
+    return errors;
+  }
+  const auto& obj = spec.get_object();
+  JobSpec out;
+  for (const auto& kv : obj) {
+    std::string_view name = kv.key();
+    if (name != "request" && name != "key" && name != "output" && name != "priority" && name != "timeout_s" &&
+        name != "labels") {
+      errors.push_back({0, std::string(name),
+                        "unknown field (a spec has request, key, output, priority, timeout_s, labels; "
+                        "provider parameters go inside request)"});
+    }
+  }
+  if (const auto* v = obj.if_contains("key")) {
+    check_key(*v, out, errors);
+  }
+  if (const auto* v = obj.if_contains("output")) {
+    check_output(*v, out, errors);
+  }
+  if (const auto* v = obj.if_contains("priority")) {
+    check_priority(*v, out, errors);
+  }
+  if (const auto* v = obj.if_contains("timeout_s")) {
+    check_timeout(*v, out, errors);
+  }
+  if (const auto* v = obj.if_contains("labels")) {
+    check_labels(*v, out, errors);
+  }
+  const auto* request = obj.if_contains("request");
+  if (!request || request->is_null()) {
+    errors.push_back({0, "request", "required: the provider request body, e.g. {\"model\": …, \"prompt\": …}"});
+  } else {
+    auto checked = catalog.validate(*request, allow_unknown_models);
+    if (!checked) {
+      for (const auto& fe : checked.error()) {
+        errors.push_back({0, fe.field.empty() ? std::string("request") : fe.field, fe.message});
+      }
+    } else {
+      out.request = std::move(checked).value();
+      if (const auto* m = out.request.if_contains("model"); m && m->is_string()) {
+        out.model = std::string(m->get_string());
+      }
+    }
+  }
+  if (!errors.empty()) {
+    return errors;
+  }
+  return out;
+}
+
+Result<json::value> parse_json_text(std::string_view text)
+{
+  json::parse_options opts;
+  opts.max_depth = k_max_json_depth;
+  json::stream_parser parser({}, opts);
+  boost::system::error_code ec;
+  std::size_t consumed = parser.write(text.data(), text.size(), ec);
+  if (!ec) {
+    parser.finish(ec);
+    consumed = text.size();
+  }
+  if (ec) {
+    auto [line, col] = line_column(text, consumed);
+    std::string what = ec.message();
+    if (consumed < text.size() && static_cast<unsigned char>(text[consumed]) >= 0x80) {
+      what = "invalid UTF-8";
+    } else if (ec == json::error::too_deep) {
+      what = fmt::format("nested deeper than {} levels", k_max_json_depth);
+    } else if (ec == json::error::incomplete) {
+      what = "unexpected end of input";
+    } else if (ec == json::error::extra_data) {
+      what = "unexpected data after the JSON value";
+    }
+    return make_error("invalid_json", fmt::format("invalid JSON at line {}, column {}: {}", line, col, what));
+  }
+  return parser.release();
+}
+
+Result<SubmitBody, std::vector<SpecError>> parse_submit_body(std::string_view body, bool ndjson, const Catalog& catalog,
+                                                             bool allow_unknown_models)
+{
+  SubmitBody out;
+  std::vector<SpecError> errors;
+  auto take = [&](const json::value& v, std::size_t index) {
+    std::size_t before = errors.size();
+    auto spec = parse_job_spec(v, catalog, allow_unknown_models);
+    if (spec) {
+      if (errors.empty()) {
+        out.jobs.push_back(std::move(spec).value());
+      }
+    } else {
+      auto errs = std::move(spec).error();
+      errors.insert(errors.end(), std::make_move_iterator(errs.begin()), std::make_move_iterator(errs.end()));
+      set_index(errors, before, index);
+      out.jobs.clear(); // nothing will be stored: free the memory early
+    }
+  };
+
+  if (ndjson) {
+    std::size_t index = 0;
+    std::size_t line_no = 0;
+    std::size_t pos = 0;
+    while (pos <= body.size()) {
+      auto nl = body.find('\n', pos);
+      auto line = body.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+      pos = nl == std::string_view::npos ? body.size() + 1 : nl + 1;
+      ++line_no;
+      if (line.find_first_not_of(" \t\r") == std::string_view::npos) {
+        continue;
+      }
+      if (index >= k_max_batch_jobs) {
+        return std::vector<SpecError>{{std::nullopt, "", fmt::format("at most {} jobs per request", k_max_batch_jobs)}};
+      }
+      auto v = parse_json_text(line);
+      if (!v) {
+        // Name the body's line: the column within it is what parse_json_text found.
+        auto msg = v.error().message;
+        auto at = msg.find(" at line 1, ");
+        if (at != std::string::npos) {
+          msg.replace(at, 12, fmt::format(" at line {}, ", line_no));
+        }
+        errors.push_back({index, "", msg});
+        out.jobs.clear();
+      } else {
+        take(*v, index);
+      }
+      ++index;
+    }
+    if (index == 0) {
+      return std::vector<SpecError>{{std::nullopt, "", "the body has no job specs (NDJSON: one spec per line)"}};
+    }
+  } else {
+    auto parsed = parse_json_text(body);
+    if (!parsed) {
+      return std::vector<SpecError>{{std::nullopt, "", parsed.error().message}};
+    }
+    json::value v = std::move(parsed).value();
+    const auto* obj = v.if_object();
+    if (obj && obj->contains("jobs")) {
+      for (const auto& kv : *obj) {
+        if (kv.key() != "jobs" && kv.key() != "max_usd") {
+          errors.push_back({std::nullopt, std::string(kv.key()), "unknown field (a batch has jobs and max_usd)"});
+        }
+      }
+      if (const auto* m = obj->if_contains("max_usd"); m && !m->is_null()) {
+        if (!m->is_number() || !(m->to_number<double>() > 0)) {
+          errors.push_back({std::nullopt, "max_usd", "must be a number of US dollars greater than 0"});
+        } else {
+          out.max_usd = m->to_number<double>();
+        }
+      }
+      const auto& jobs = obj->at("jobs");
+      if (!jobs.is_array()) {
+        errors.push_back({std::nullopt, "jobs", fmt::format("must be an array of job specs (got {})", kind_name(jobs))});
+      } else if (jobs.get_array().empty()) {
+        errors.push_back({std::nullopt, "jobs", "must not be empty"});
+      } else if (jobs.get_array().size() > k_max_batch_jobs) {
+        errors.push_back({std::nullopt, "jobs", fmt::format("at most {} jobs per request", k_max_batch_jobs)});
+      } else if (errors.empty()) {
+        std::size_t i = 0;
+        for (const auto& spec : jobs.get_array()) {
+          take(spec, i++);
+        }
+      }
+    } else {
+      take(v, 0);
+    }
+  }
+  if (!errors.empty()) {
+    return errors;
+  }
+  return out;
+}
+
+} // namespace klingd::common

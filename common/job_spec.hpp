@@ -1,0 +1,83 @@
+// Job specs (SPEC §2) as clients submit them: one spec checked field by field, and
+// the three shapes of a submit body (one spec, {"jobs": [...]}, NDJSON). Shared by
+// the socket API (which stores the result) and klingctl (which builds bodies).
+#pragma once
+
+#include "common/catalog.hpp"
+#include "common/result.hpp"
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace klingd::common {
+
+// Limits on the fields of a spec (besides the request, which the catalog checks).
+inline constexpr std::size_t k_max_key_chars = 256;
+inline constexpr int k_min_priority = -1000;
+inline constexpr int k_max_priority = 1000;
+inline constexpr double k_default_timeout_s = 86400;
+inline constexpr double k_max_timeout_s = 30 * 86400;
+inline constexpr std::size_t k_max_labels = 32;
+inline constexpr std::size_t k_max_label_name_chars = 64;
+inline constexpr std::size_t k_max_label_value_chars = 256;
+// JSON nesting deeper than this is refused before any field is looked at.
+inline constexpr std::size_t k_max_json_depth = 64;
+// Jobs in one submit body.
+inline constexpr std::size_t k_max_batch_jobs = 100000;
+
+// One validated job spec: the request is the catalog's normalised body.
+struct JobSpec
+{
+  boost::json::object request;
+  std::string model;
+  std::optional<std::string> key;
+  std::optional<std::string> output;
+  int priority = 0;
+  double timeout_s = k_default_timeout_s;
+  std::vector<std::pair<std::string, std::string>> labels; // in the client's order
+};
+
+// A problem with one spec of a body. `index` is its position (0 for a single spec,
+// the line's position among non-blank lines for NDJSON); nullopt when the body as a
+// whole is wrong (not JSON, empty, wrong shape). `field` is a JSON path in the spec
+// ("key", "labels.team", "request.duration") or empty.
+struct SpecError
+{
+  std::optional<std::size_t> index;
+  std::string field;
+  std::string message;
+};
+
+// "jobs[3].request.duration: must be one of 5, 10 (got 7)" — for logs and klingctl.
+std::string to_string(const SpecError& error);
+
+// Checks one spec. Every problem is reported (not only the first), each with its field;
+// unknown top-level fields are errors; null for an optional field means "not given".
+Result<JobSpec, std::vector<SpecError>> parse_job_spec(const boost::json::value& spec, const Catalog& catalog,
+                                                       bool allow_unknown_models);
+
+struct SubmitBody
+{
+  std::vector<JobSpec> jobs;
+  std::optional<double> max_usd; // the batch's budget ({"jobs": …, "max_usd": …} only)
+};
+
+// Parses JSON text with the daemon's limits (max depth, UTF-8 checked, no comments).
+// Errors name line and column: "invalid JSON at line 3, column 14: syntax error".
+Result<boost::json::value> parse_json_text(std::string_view text);
+
+// Parses and checks a whole submit body. `ndjson`: one spec per non-blank line (a line's
+// errors carry its index). Otherwise the body is one spec, or an object with "jobs" (and
+// optionally "max_usd"). All-or-nothing: any error fails the whole body; every bad
+// index is reported. An empty batch is an error.
+Result<SubmitBody, std::vector<SpecError>> parse_submit_body(std::string_view body, bool ndjson, const Catalog& catalog,
+                                                             bool allow_unknown_models);
+
+} // namespace klingd::common

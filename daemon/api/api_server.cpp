@@ -1,0 +1,469 @@
+// Accepting connections, reading requests within limits and deadlines, writing
+// responses and event streams. Modelled on Beast's http/server/awaitable example:
+// one coroutine per connection, every read and write under a deadline.
+#include "daemon/api/api_server.hpp"
+
+#include "common/config.hpp"
+#include "common/log.hpp"
+#include "common/version.hpp"
+#include "daemon/api/error.hpp"
+#include "daemon/api/json_codec.hpp"
+#include "daemon/api/router.hpp"
+#include "daemon/metrics.hpp"
+#include "daemon/notifier.hpp"
+#include "daemon/store/job_store.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/basic_stream.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/url/parse.hpp>
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+namespace klingd::api {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+using Local = asio::local::stream_protocol;
+using Stream = beast::basic_stream<Local, asio::any_io_executor, beast::unlimited_rate_policy>;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto k_tuple = asio::as_tuple(asio::use_awaitable);
+// An idle keep-alive connection is closed after this long without a request.
+constexpr auto k_idle_timeout = 60s;
+// From a request's first byte to the end of its header (slow-loris guard).
+constexpr auto k_header_timeout = 10s;
+// For the body once the header is in; generous, bodies come over a local socket.
+constexpr auto k_body_timeout = 60s;
+constexpr auto k_write_timeout = 30s;
+// Without events, an event stream checks that its client is still there this often.
+constexpr auto k_stream_wait = 15s;
+constexpr std::uint32_t k_header_limit = 16 * 1024;
+constexpr std::size_t k_events_per_read = 500;
+
+Peer peer_of(Local::socket& sock)
+{
+  Peer p;
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+    p.uid = static_cast<long>(cred.uid);
+    p.pid = static_cast<long>(cred.pid);
+  }
+  return p;
+}
+
+std::string media_type(std::string_view content_type)
+{
+  auto semi = content_type.find(';');
+  auto t = content_type.substr(0, semi);
+  while (!t.empty() && t.back() == ' ') {
+    t.remove_suffix(1);
+  }
+  std::string out(t);
+  for (auto& c : out) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+// Builds our Request from Beast's; nullopt when the target is not a valid origin-form URL.
+std::optional<Request> to_request(http::request<http::string_body>&& in, const Peer& peer)
+{
+  auto url = boost::urls::parse_origin_form(in.target());
+  if (!url) {
+    return std::nullopt;
+  }
+  Request r;
+  r.method = std::string(in.method_string());
+  r.target = std::string(in.target());
+  for (auto seg : url->segments()) {
+    r.segments.push_back(std::string(seg));
+  }
+  for (auto param : url->params()) {
+    r.query.emplace(std::string(param.key), std::string(param.value));
+  }
+  r.content_type = media_type(in[http::field::content_type]);
+  r.body = std::move(in.body());
+  r.peer = peer;
+  return r;
+}
+
+} // namespace
+
+class ApiServer::Impl : public std::enable_shared_from_this<Impl>
+{
+public:
+  Impl(asio::any_io_executor ex, ApiContext ctx) : m_ex(ex), m_ctx(ctx), m_acceptor(ex) {}
+
+  struct Conn
+  {
+    Stream* stream;
+    bool idle;
+  };
+
+  static asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self);
+  static asio::awaitable<void> session(std::shared_ptr<Impl> self, Local::socket sock);
+  static asio::awaitable<bool> write_response(Stream& stream, Response res, bool keep_alive, unsigned version,
+                                              bool head);
+  static asio::awaitable<void> stream_events(std::shared_ptr<Impl> self, Stream& stream, std::int64_t after);
+
+  asio::any_io_executor m_ex;
+  ApiContext m_ctx;
+  Local::acceptor m_acceptor;
+  std::string m_path;
+  bool m_stopping = false;
+  std::set<Conn*> m_conns;
+};
+
+asio::awaitable<void> ApiServer::Impl::accept_loop(std::shared_ptr<Impl> self)
+{
+  while (!self->m_stopping) {
+    auto [ec, sock] = co_await self->m_acceptor.async_accept(k_tuple);
+    if (ec) {
+      if (self->m_stopping || ec == asio::error::operation_aborted) {
+        break;
+      }
+      // EMFILE and friends: back off briefly instead of spinning.
+      log::warning("api.accept_failed", {{"error", ec.message()}});
+      asio::steady_timer t(self->m_ex, 100ms);
+      co_await t.async_wait(k_tuple);
+      continue;
+    }
+    asio::co_spawn(self->m_ex, session(self, std::move(sock)), [](std::exception_ptr e) {
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          log::error("api.session_failed", {{"error", ex.what()}});
+        }
+      }
+    });
+  }
+}
+
+asio::awaitable<bool> ApiServer::Impl::write_response(Stream& stream, Response res, bool keep_alive, unsigned version,
+                                                     bool head)
+{
+  http::response<http::string_body> out;
+  out.version(version);
+  out.result(res.status);
+  out.set(http::field::server, fmt::format("klingd/{}", klingd::version()));
+  out.set(http::field::content_type, res.content_type);
+  for (auto& [name, value] : res.headers) {
+    out.set(name, value);
+  }
+  if (!head) {
+    out.body() = std::move(res.body);
+  }
+  out.keep_alive(keep_alive);
+  out.prepare_payload();
+  stream.expires_after(k_write_timeout);
+  auto [ec, n] = co_await http::async_write(stream, out, k_tuple);
+  co_return !ec;
+}
+
+asio::awaitable<void> ApiServer::Impl::stream_events(std::shared_ptr<Impl> self, Stream& stream, std::int64_t after)
+{
+  using namespace asio::experimental::awaitable_operators;
+  http::response<http::empty_body> res{http::status::ok, 11};
+  res.set(http::field::server, fmt::format("klingd/{}", klingd::version()));
+  res.set(http::field::content_type, "application/x-ndjson");
+  res.set(http::field::cache_control, "no-cache");
+  res.keep_alive(false);
+  res.chunked(true);
+  http::response_serializer<http::empty_body> sr{res};
+  stream.expires_after(k_write_timeout);
+  auto [hec, hn] = co_await http::async_write_header(stream, sr, k_tuple);
+  if (hec) {
+    co_return;
+  }
+  std::int64_t last = after;
+  while (!self->m_stopping) {
+    // Each subscriber reads the committed log itself: no per-subscriber queue to overflow.
+    auto events = self->m_ctx.store.events_since(last, k_events_per_read);
+    if (!events.empty()) {
+      std::string chunk;
+      for (const auto& e : events) {
+        chunk += json::serialize(event_to_json(e));
+        chunk += '\n';
+      }
+      last = events.back().seq;
+      stream.expires_after(k_write_timeout);
+      auto [ec, n] = co_await asio::async_write(stream, http::make_chunk(asio::buffer(chunk)), k_tuple);
+      if (ec) {
+        co_return;
+      }
+      continue;
+    }
+    // Wait for the next commit, or notice the client leaving (EOF on our read).
+    stream.expires_never();
+    std::array<char, 1> byte{};
+    auto which = co_await (self->m_ctx.events.wait(k_stream_wait) ||
+                           stream.socket().async_read_some(asio::buffer(byte), k_tuple));
+    if (which.index() == 1) {
+      co_return; // the client closed (or sent data it should not have)
+    }
+  }
+  stream.expires_after(k_write_timeout);
+  co_await asio::async_write(stream, http::make_chunk_last(), k_tuple);
+}
+
+asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, Local::socket sock)
+{
+  const Peer peer = peer_of(sock);
+  Stream stream(std::move(sock));
+  Conn conn{&stream, true};
+  self->m_conns.insert(&conn);
+  struct Unregister
+  {
+    Impl* impl;
+    Conn* conn;
+    ~Unregister() { impl->m_conns.erase(conn); }
+  } unregister{self.get(), &conn};
+
+  const auto max_body = self->m_ctx.config.socket.max_body_bytes;
+  beast::flat_buffer buffer;
+  for (;;) {
+    if (buffer.size() == 0) {
+      // Idle between requests: a longer deadline, and stop() may cancel it.
+      conn.idle = true;
+      if (self->m_stopping) {
+        break;
+      }
+      stream.expires_after(k_idle_timeout);
+      auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), k_tuple);
+      if (ec) {
+        break;
+      }
+      buffer.commit(n);
+    }
+    conn.idle = false;
+    const auto t0 = std::chrono::steady_clock::now();
+
+    // Answers a request that could not be read, logs it, and ends the connection.
+    auto refuse = [&](ApiError error, std::string message) -> asio::awaitable<void> {
+      auto res = error_response(error, message);
+      log::info("api.request_refused", {{"status", res.status}, {"code", to_string(error)}, {"message", message},
+                                        {"uid", peer.uid}, {"pid", peer.pid}});
+      co_await write_response(stream, std::move(res), false, 11, false);
+    };
+
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(k_header_limit);
+    parser.body_limit(max_body);
+    stream.expires_after(k_header_timeout);
+    auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, k_tuple);
+    if (hec) {
+      if (hec == http::error::header_limit) {
+        co_await refuse(ApiError::headers_too_large, fmt::format("request header larger than {} bytes", k_header_limit));
+      } else if (hec == beast::error::timeout) {
+        co_await refuse(ApiError::request_timeout, fmt::format("request header not received within {} s",
+                                                               k_header_timeout.count()));
+      } else if (hec != http::error::end_of_stream && hec != asio::error::eof &&
+                 hec != asio::error::connection_reset && hec != asio::error::operation_aborted) {
+        co_await refuse(ApiError::bad_request, fmt::format("malformed HTTP request: {}", hec.message()));
+      }
+      break;
+    }
+    if (auto len = parser.content_length(); len && *len > max_body) {
+      co_await refuse(ApiError::payload_too_large,
+                      fmt::format("request body of {} bytes is over the limit of {} bytes (socket.max_body_bytes)",
+                                  *len, max_body));
+      break;
+    }
+    if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+      http::response<http::empty_body> cont{http::status::continue_, parser.get().version()};
+      stream.expires_after(k_write_timeout);
+      auto [cec, cn] = co_await http::async_write(stream, cont, k_tuple);
+      if (cec) {
+        break;
+      }
+    }
+    stream.expires_after(k_body_timeout);
+    auto [bec, bn] = co_await http::async_read(stream, buffer, parser, k_tuple);
+    if (bec) {
+      if (bec == http::error::body_limit) {
+        co_await refuse(ApiError::payload_too_large,
+                        fmt::format("request body is over the limit of {} bytes (socket.max_body_bytes)", max_body));
+      } else if (bec == beast::error::timeout) {
+        co_await refuse(ApiError::request_timeout,
+                        fmt::format("request body not received within {} s", k_body_timeout.count()));
+      } else if (bec != http::error::end_of_stream && bec != asio::error::eof &&
+                 bec != asio::error::connection_reset && bec != asio::error::operation_aborted) {
+        co_await refuse(ApiError::bad_request, fmt::format("malformed HTTP request body: {}", bec.message()));
+      }
+      break;
+    }
+
+    auto in = parser.release();
+    const unsigned version = in.version();
+    const bool head = in.method() == http::verb::head;
+    bool keep_alive = in.keep_alive() && !head;
+    std::string method(in.method_string());
+    std::string target(in.target());
+    Response res;
+    std::string route = "unmatched";
+    if (auto req = to_request(std::move(in), peer); !req) {
+      res = error_response(ApiError::bad_request, fmt::format("invalid request target \"{}\"", target));
+    } else {
+      try {
+        auto routed = co_await route_request(self->m_ctx, std::move(*req));
+        res = std::move(routed.response);
+        route = std::move(routed.route);
+      } catch (const std::exception& e) {
+        log::error("api.handler_failed", {{"method", method}, {"path", target}, {"error", e.what()}, {"uid", peer.uid}});
+        res = error_response(ApiError::internal, fmt::format("internal error: {}", e.what()));
+      }
+    }
+    if (self->m_stopping) {
+      keep_alive = false;
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    log::info("api.request", {{"method", method}, {"path", target}, {"status", res.status}, {"uid", peer.uid},
+                              {"pid", peer.pid}, {"duration_ms", fmt::format("{:.1f}", seconds * 1000)}});
+    self->m_ctx.metrics.request_latency(route).Observe(seconds);
+    if (res.stream_events_after) {
+      co_await stream_events(self, stream, *res.stream_events_after);
+      break;
+    }
+    if (!co_await write_response(stream, std::move(res), keep_alive, version, head) || !keep_alive) {
+      break;
+    }
+  }
+  boost::system::error_code ignored;
+  stream.socket().shutdown(Local::socket::shutdown_send, ignored);
+  stream.socket().close(ignored);
+}
+
+ApiServer::ApiServer(asio::any_io_executor ex, ApiContext ctx) : m_impl(std::make_shared<Impl>(ex, ctx)) {}
+
+ApiServer::~ApiServer()
+{
+  stop();
+}
+
+Result<Ok> ApiServer::listen(const std::string& socket_path, unsigned mode)
+{
+  namespace fs = std::filesystem;
+  auto fail = [&](std::string why) { return make_error("socket", fmt::format("socket {}: {}", socket_path, why)); };
+  fs::path path(socket_path);
+  if (path.empty()) {
+    return fail("no path configured (socket.path)");
+  }
+  std::error_code fec;
+  if (auto parent = path.parent_path(); !parent.empty() && !fs::exists(parent, fec)) {
+    fs::create_directories(parent, fec);
+    if (fec) {
+      return fail(fmt::format("cannot create directory {}: {}", parent.string(), fec.message()));
+    }
+    // Only the service user and its group may enter (issue 6: socket security).
+    ::chmod(parent.c_str(), 0750);
+  }
+  boost::system::error_code ec;
+  Local::endpoint endpoint;
+  try {
+    endpoint = Local::endpoint(socket_path);
+  } catch (const std::exception& e) {
+    return fail(fmt::format("unusable path: {}", e.what()));
+  }
+  struct stat st{};
+  if (::lstat(socket_path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return fail("exists and is not a socket; refusing to replace it");
+    }
+    Local::socket probe(m_impl->m_ex);
+    probe.connect(endpoint, ec);
+    if (!ec) {
+      return fail("another process (a running klingd?) answers on it; stop it first or set another socket.path");
+    }
+    // Nobody listens: a stale file from a crash.
+    if (::unlink(socket_path.c_str()) != 0 && errno != ENOENT) {
+      return fail(fmt::format("cannot remove the stale socket file: {}", std::strerror(errno)));
+    }
+    log::info("api.stale_socket_removed", {{"path", socket_path}});
+  }
+  auto& acc = m_impl->m_acceptor;
+  acc.open(endpoint.protocol(), ec);
+  if (!ec) {
+    acc.bind(endpoint, ec);
+  }
+  if (!ec) {
+    acc.listen(asio::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    acc.close(ec);
+    return fail(ec.message());
+  }
+  if (::chmod(socket_path.c_str(), static_cast<mode_t>(mode)) != 0) {
+    auto err = std::strerror(errno);
+    acc.close(ec);
+    ::unlink(socket_path.c_str());
+    return fail(fmt::format("chmod {:o}: {}", mode, err));
+  }
+  m_impl->m_path = socket_path;
+  log::info("api.listening", {{"socket", socket_path}, {"mode", fmt::format("{:04o}", mode)}});
+  return Ok{};
+}
+
+void ApiServer::start()
+{
+  asio::co_spawn(m_impl->m_ex, Impl::accept_loop(m_impl), [](std::exception_ptr e) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        log::error("api.accept_loop_failed", {{"error", ex.what()}});
+      }
+    }
+  });
+}
+
+void ApiServer::stop()
+{
+  auto& impl = *m_impl;
+  if (impl.m_stopping) {
+    return;
+  }
+  impl.m_stopping = true;
+  boost::system::error_code ec;
+  if (impl.m_acceptor.is_open()) {
+    impl.m_acceptor.close(ec);
+    if (!impl.m_path.empty()) {
+      ::unlink(impl.m_path.c_str());
+    }
+  }
+  for (auto* conn : impl.m_conns) {
+    if (conn->idle) {
+      conn->stream->cancel();
+    }
+  }
+  // Event streams wait on the notifier; waking them lets them see m_stopping.
+  impl.m_ctx.events.notify();
+}
+
+std::size_t ApiServer::connection_count() const
+{
+  return m_impl->m_conns.size();
+}
+
+} // namespace klingd::api

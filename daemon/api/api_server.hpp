@@ -1,0 +1,74 @@
+// ApiServer: the socket API of SPEC §4.1 — HTTP/1.1 + JSON over a Unix socket, one
+// coroutine per connection on the loop thread. Beast stays in api_server.cpp.
+#pragma once
+
+#include "common/result.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace klingd {
+class Metrics;
+class Notifier;
+namespace common {
+struct Config;
+class Catalog;
+} // namespace common
+namespace store {
+class JobStore;
+class GroupCommitter;
+} // namespace store
+namespace engine {
+class Engine;
+}
+} // namespace klingd
+
+namespace klingd::api {
+
+// What the handlers use; every reference must outlive the server (and the loop's
+// last run, since connections finish after stop()).
+struct ApiContext
+{
+  const common::Config& config;
+  const common::Catalog& catalog;
+  store::JobStore& store;
+  store::GroupCommitter& committer;
+  engine::Engine& engine;
+  Notifier& events;
+  Metrics& metrics;
+  std::chrono::steady_clock::time_point started;
+};
+
+class ApiServer
+{
+public:
+  ApiServer(boost::asio::any_io_executor ex, ApiContext ctx);
+  ~ApiServer();
+  ApiServer(const ApiServer&) = delete;
+  ApiServer& operator=(const ApiServer&) = delete;
+
+  // Binds the socket: creates its parent directory (0750) if missing, replaces a stale
+  // socket file left by a crash, refuses when another daemon answers on it (or the
+  // path is not a socket), then chmods the socket to `mode`.
+  Result<Ok> listen(const std::string& socket_path, unsigned mode);
+
+  // Spawns the accept loop; its exception, if any, is logged.
+  void start();
+
+  // Stops accepting, ends event streams, closes idle keep-alive connections; requests
+  // being handled finish and get their response (with Connection: close). The socket
+  // file is removed. Idempotent.
+  void stop();
+
+  // Connections open now (for tests and status).
+  std::size_t connection_count() const;
+
+private:
+  class Impl;
+  std::shared_ptr<Impl> m_impl;
+};
+
+} // namespace klingd::api

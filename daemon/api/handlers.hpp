@@ -1,0 +1,25 @@
+// The handlers of the socket API's routes (SPEC §4.1), one per route.
+// Each takes the context, the request and its path parameters by value.
+#pragma once
+
+#include "daemon/api/router.hpp"
+
+namespace klingd::api {
+
+// handlers_jobs.cpp
+boost::asio::awaitable<Response> handle_submit(ApiContext ctx, Request req, PathParams params);
+boost::asio::awaitable<Response> handle_list(ApiContext ctx, Request req, PathParams params);
+boost::asio::awaitable<Response> handle_get(ApiContext ctx, Request req, PathParams params);
+boost::asio::awaitable<Response> handle_cancel(ApiContext ctx, Request req, PathParams params);
+boost::asio::awaitable<Response> handle_retry(ApiContext ctx, Request req, PathParams params);
+boost::asio::awaitable<Response> handle_batch(ApiContext ctx, Request req, PathParams params);
+
+// handlers_system.cpp
+boost::asio::awaitable<Response> handle_events(ApiContext ctx, Request req, PathParams params);
+boost::asio::awaitable<Response> handle_status(ApiContext ctx, Request req, PathParams params);
+boost::asio::awaitable<Response> handle_pause(ApiContext ctx, Request req, PathParams params);
+boost::asio::awaitable<Response> handle_resume(ApiContext ctx, Request req, PathParams params);
+boost::asio::awaitable<Response> handle_metrics(ApiContext ctx, Request req, PathParams params);
+boost::asio::awaitable<Response> handle_models(ApiContext ctx, Request req, PathParams params);
+
+} // namespace klingd::api

@@ -1,0 +1,121 @@
+// Handlers for the daemon as a whole: events, status, pause/resume, metrics, models.
+#include "common/catalog.hpp"
+#include "common/config.hpp"
+#include "common/log.hpp"
+#include "common/version.hpp"
+#include "daemon/api/error.hpp"
+#include "daemon/api/handlers.hpp"
+#include "daemon/api/json_codec.hpp"
+#include "daemon/engine/engine.hpp"
+#include "daemon/metrics.hpp"
+
+#include <boost/json/parse.hpp>
+#include <fmt/format.h>
+
+#include <charconv>
+
+namespace klingd::api {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+asio::awaitable<Response> handle_events(ApiContext ctx, Request req, PathParams)
+{
+  Response res;
+  res.content_type = "application/x-ndjson";
+  if (auto since = req.query_value("since")) {
+    std::int64_t n = 0;
+    auto [p, ec] = std::from_chars(since->data(), since->data() + since->size(), n);
+    if (ec != std::errc() || p != since->data() + since->size() || n < 0) {
+      co_return error_response(ApiError::bad_request,
+                               fmt::format("since: must be an event sequence number ≥ 0 (got \"{}\")", *since));
+    }
+    res.stream_events_after = n;
+  } else {
+    // Without `since` the stream starts with what happens from now on.
+    res.stream_events_after = ctx.store.last_event_seq();
+  }
+  co_return res;
+}
+
+asio::awaitable<Response> handle_status(ApiContext ctx, Request, PathParams)
+{
+  auto st = ctx.engine.status();
+  std::int64_t total = 0;
+  json::object o;
+  o["version"] = std::string(klingd::version());
+  o["uptime_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.started).count();
+  o["counts"] = counts_to_json(ctx.store.counts_by_state(), &total);
+  o["total"] = total;
+  o["in_flight"] = st.in_flight;
+  o["submitting"] = st.submitting;
+  o["generating"] = st.generating;
+  o["downloading"] = st.downloading;
+  o["reconciling"] = st.reconciling;
+  o["paused"] = st.paused ? json::value(*st.paused) : json::value(nullptr);
+  json::object limits;
+  limits["max_in_flight"] = st.max_in_flight;
+  limits["creates_per_minute"] = st.creates_per_minute;
+  limits["download_max_concurrent"] = st.download_max_concurrent;
+  limits["max_body_bytes"] = ctx.config.socket.max_body_bytes;
+  o["limits"] = std::move(limits);
+  o["socket"] = ctx.config.socket.path;
+  o["db"] = ctx.config.store.db;
+  o["videos_dir"] = ctx.config.store.videos_dir;
+  o["provider"] = ctx.config.provider.base_url;
+  o["last_event_seq"] = ctx.store.last_event_seq();
+  co_return json_response(200, o);
+}
+
+asio::awaitable<Response> handle_pause(ApiContext ctx, Request req, PathParams)
+{
+  std::string reason = "paused by user";
+  if (!req.body.empty()) {
+    boost::system::error_code ec;
+    auto v = json::parse(req.body, ec);
+    const json::value* r = ec || !v.is_object() ? nullptr : v.get_object().if_contains("reason");
+    if (ec || !v.is_object() || (r && !r->is_string())) {
+      co_return error_response(ApiError::bad_request, "the body must be empty or {\"reason\": \"…\"}");
+    }
+    if (r && !r->get_string().empty()) {
+      reason = std::string(r->get_string());
+    }
+  }
+  ctx.engine.pause(reason);
+  log::info("api.pause", {{"reason", reason}, {"uid", req.peer.uid}});
+  json::object o;
+  o["paused"] = ctx.engine.status().paused ? json::value(*ctx.engine.status().paused) : json::value(nullptr);
+  co_return json_response(200, o);
+}
+
+asio::awaitable<Response> handle_resume(ApiContext ctx, Request req, PathParams)
+{
+  ctx.engine.resume();
+  log::info("api.resume", {{"uid", req.peer.uid}});
+  json::object o;
+  o["paused"] = ctx.engine.status().paused ? json::value(*ctx.engine.status().paused) : json::value(nullptr);
+  co_return json_response(200, o);
+}
+
+asio::awaitable<Response> handle_metrics(ApiContext ctx, Request, PathParams)
+{
+  std::int64_t total = 0;
+  auto counts = counts_to_json(ctx.store.counts_by_state(), &total);
+  for (const auto& kv : counts) {
+    ctx.metrics.jobs(kv.key()).Set(static_cast<double>(kv.value().as_int64()));
+  }
+  auto st = ctx.engine.status();
+  ctx.metrics.in_flight().Set(st.in_flight);
+  ctx.metrics.paused().Set(st.paused ? 1 : 0);
+  Response res;
+  res.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  res.body = ctx.metrics.serialize();
+  co_return res;
+}
+
+asio::awaitable<Response> handle_models(ApiContext ctx, Request, PathParams)
+{
+  co_return json_response(200, catalog_to_json(ctx.catalog));
+}
+
+} // namespace klingd::api

@@ -1,0 +1,55 @@
+// The socket API's view of one HTTP exchange, without Beast types, so the router
+// and the handlers compile without Beast (only api_server.cpp speaks HTTP).
+#pragma once
+
+#include <boost/json/value.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace klingd::api {
+
+// Who is on the other end of the socket (SO_PEERCRED); -1 when unknown.
+struct Peer
+{
+  long uid = -1;
+  long pid = -1;
+};
+
+struct Request
+{
+  std::string method;                              // "GET", "POST", …
+  std::string target;                              // as sent
+  std::vector<std::string> segments;               // path segments, percent-decoded
+  std::multimap<std::string, std::string> query;   // percent-decoded
+  std::string content_type;                        // media type only, lower case, no parameters
+  std::string body;
+  Peer peer;
+
+  // The first value of query parameter `name`, if given.
+  std::optional<std::string> query_value(const std::string& name) const
+  {
+    auto it = query.find(name);
+    return it == query.end() ? std::nullopt : std::optional<std::string>(it->second);
+  }
+};
+
+struct Response
+{
+  unsigned status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+  // GET /v1/events: the server streams events after this sequence number
+  // instead of sending `body`.
+  std::optional<std::int64_t> stream_events_after;
+};
+
+// A JSON response (serialized with a trailing newline).
+Response json_response(unsigned status, const boost::json::value& body);
+
+} // namespace klingd::api
