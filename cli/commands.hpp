@@ -1,0 +1,117 @@
+// klingctl's commands (SPEC §4.2). Each returns the process exit code: 0 success;
+// 1 a job failed or was canceled, or the daemon refused the request; 2 usage error;
+// 3 daemon unreachable (thrown as CliExit and turned into the code by main).
+#pragma once
+
+#include "cli/http_client.hpp"
+
+#include <boost/json/value.hpp>
+
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace klingd::cli {
+
+inline constexpr int k_exit_ok = 0;
+inline constexpr int k_exit_failed = 1;
+inline constexpr int k_exit_usage = 2;
+inline constexpr int k_exit_unreachable = 3;
+
+// Ends the command with `code` after printing `message` (if any) to stderr.
+class CliExit : public std::runtime_error
+{
+public:
+  CliExit(int code, const std::string& message) : std::runtime_error(message), code(code) {}
+  int code;
+};
+
+struct Globals
+{
+  std::string socket; // empty: the usual places (client_socket_candidates)
+  bool json = false;
+};
+
+// The connection to klingd plus the error handling every command shares.
+class Session
+{
+public:
+  explicit Session(const Globals& globals);
+
+  bool json() const { return m_json; }
+
+  // Sends a request. Unreachable daemon → CliExit(3) naming every path looked at.
+  HttpResponse call(std::string_view method, std::string_view target, std::string_view body = {},
+                    std::string_view content_type = "application/json");
+  // As call(), and a non-2xx answer prints the daemon's error as it worded it (and,
+  // with --json, its body on stdout) and throws CliExit(1). Returns the parsed body.
+  boost::json::value call_ok(std::string_view method, std::string_view target, std::string_view body = {},
+                             std::string_view content_type = "application/json",
+                             const std::vector<std::size_t>* index_to_line = nullptr);
+  // Streams GET `target` line by line (see HttpClient::stream_lines).
+  void stream(std::string_view target, const std::function<bool(std::string_view)>& on_line);
+
+private:
+  HttpClient& client();
+  std::vector<std::string> m_candidates;
+  std::unique_ptr<HttpClient> m_client;
+  bool m_json;
+};
+
+struct SubmitOptions
+{
+  std::string model;
+  std::string prompt;
+  std::vector<std::string> multi_prompt;
+  std::string image;
+  std::string tail_image;
+  std::vector<std::string> images;
+  std::optional<int> duration;
+  std::string aspect_ratio;
+  std::string negative_prompt;
+  std::optional<double> cfg_scale;
+  bool no_audio = false;
+  std::string shot_type;
+  std::string key;
+  std::string output;
+  std::optional<int> priority;
+  std::vector<std::string> labels;
+  bool wait = false;
+  std::string file; // -f: one spec per line; "-" is stdin
+};
+
+int cmd_submit(Session& s, const SubmitOptions& o);
+
+struct ListOptions
+{
+  std::string state;
+  std::string batch;
+  std::string label;
+  int limit = 0; // 0: the daemon's default
+  bool all = false;
+};
+int cmd_ls(Session& s, const ListOptions& o);
+int cmd_show(Session& s, const std::string& id);
+// Waits for `ids` (or every job of `batch`) to end; 1 if any failed or was canceled.
+int cmd_wait(Session& s, const std::vector<std::string>& ids, const std::string& batch);
+int cmd_cancel(Session& s, const std::string& id);
+int cmd_retry(Session& s, const std::string& id);
+int cmd_watch(Session& s, std::optional<long long> since);
+int cmd_status(Session& s);
+int cmd_pause(Session& s, const std::string& reason);
+int cmd_resume(Session& s);
+int cmd_models(Session& s);
+
+// Builds the request object of `submit` from its flags (reading local images).
+// Throws CliExit(2) on bad flag values.
+boost::json::object build_request(const SubmitOptions& o);
+
+// A job spec line of `submit -f`: a line without "request" is the request itself.
+boost::json::object spec_from_line(const boost::json::value& line);
+
+// "%" escapes for a path segment or query value.
+std::string url_encode(std::string_view s);
+
+} // namespace klingd::cli
