@@ -1,0 +1,142 @@
+// HttpClient: the HTTP/1.1 client every outbound call of the daemon goes through (provider
+// API and video downloads). Keep-alive pooling per (scheme, host, port), HTTPS with
+// verification always on, a deadline on every operation, and failures classified by what
+// the server can have seen, because a paid create that may have reached the provider must
+// never be treated like one that provably did not (SPEC §3.2).
+//
+// Beast/Asio stay out of this header (pimpl): the engine includes it.
+#pragma once
+
+#include "common/result.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace klingd::provider {
+
+struct HttpRequest
+{
+  std::string method;
+  // http:// or https:// only; anything else fails with not_sent. The caller decides
+  // whether plain http is acceptable.
+  std::string url;
+  // Sent as given; Host, Content-Length and User-Agent are added unless present.
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  // request(): deadline for the whole exchange (connect to last body byte).
+  // stream(): deadline up to the response head, then an inactivity limit per body read.
+  std::chrono::milliseconds timeout{30000};
+  // An idempotent request that fails on a reused connection before any response byte is
+  // retried once on a fresh one; a non-idempotent one (a create) never is.
+  bool idempotent = true;
+};
+
+struct HttpResponse
+{
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+
+  // First header of that name, compared case-insensitively; nullopt when absent.
+  std::optional<std::string> header(std::string_view name) const;
+};
+
+enum class TransportFailure {
+  // Provably nothing of the request reached the server: bad URL, DNS, connect refused or
+  // timed out, TLS handshake or certificate failure. Always safe to retry.
+  not_sent,
+  // At least one byte was written, then reset/EOF/timeout before a complete response.
+  // For a paid create this is AMBIGUOUS.
+  sent_no_answer,
+  // The server answered something that is not valid HTTP/1.1 (or headers too large).
+  bad_response,
+  // request(): the body exceeded Options::max_response_bytes.
+  body_too_large,
+  // stream(): on_chunk returned an error; message is that error's message.
+  aborted_by_caller,
+};
+
+std::string_view to_string(TransportFailure kind);
+
+// message never contains header values (Authorization in particular) or URL queries
+// (signed CDN URLs carry secrets).
+struct TransportError
+{
+  TransportFailure kind;
+  std::string message;
+};
+
+class HttpClient
+{
+public:
+  struct Options
+  {
+    // Extra PEM CA bundle trusted in addition to the system store; empty = none.
+    std::string ca_file;
+    // request() bodies above this fail with body_too_large (stream() has no limit: the
+    // caller counts).
+    std::size_t max_response_bytes = 4 << 20;
+    // An idle pooled connection older than this is closed instead of reused.
+    std::chrono::seconds idle_max{20};
+    std::size_t max_idle_per_host = 64;
+    // Cap over all hosts; the oldest idle connection is closed first.
+    std::size_t max_idle_total = 256;
+    // Response head (status line + headers) limit; above it → bad_response.
+    std::size_t max_header_bytes = 64 * 1024;
+    std::string user_agent = "klingd";
+  };
+
+  struct Stats
+  {
+    std::uint64_t connections_opened = 0; // TCP connections established
+    std::uint64_t tls_handshakes = 0;     // successful TLS handshakes
+    std::uint64_t requests = 0;           // requests written (retries count again)
+    std::uint64_t reused = 0;             // requests sent on a pooled connection
+  };
+
+  // Throws if ca_file is set and cannot be loaded (a config error, caught in main).
+  HttpClient(boost::asio::any_io_executor ex, Options options);
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // One exchange, whole body in memory. Any HTTP status is a success here; only transport
+  // failures are errors. Redirects are not followed.
+  boost::asio::awaitable<Result<HttpResponse, TransportError>> request(HttpRequest req);
+
+  // Streaming exchange for downloads, constant memory: on_head is called once with status
+  // and headers (return false to stop reading; the connection is then closed unless the
+  // body was empty), then on_chunk for each body piece (an error stops the transfer with
+  // aborted_by_caller). Returns status and headers with an empty body. A body that ends
+  // early is sent_no_answer: the caller has seen the bytes that did arrive.
+  boost::asio::awaitable<Result<HttpResponse, TransportError>>
+  stream(HttpRequest req,
+         std::function<bool(const HttpResponse&)> on_head,
+         std::function<Result<Ok>(std::string_view)> on_chunk);
+
+  const Stats& stats() const;
+
+  // Number of connections currently in the idle pool (for tests and metrics).
+  std::size_t idle_connections() const;
+
+  // Closes idle connections and aborts in-flight exchanges (they fail with their current
+  // classification). For shutdown; the client stays usable afterwards.
+  void close_all();
+
+private:
+  struct Impl;
+  std::unique_ptr<Impl> m_impl;
+};
+
+} // namespace klingd::provider
