@@ -117,10 +117,11 @@ std::optional<std::string> check_https_url(std::string_view text)
 std::optional<std::string> check_image_input(std::string_view text, std::size_t max_bytes)
 {
   if (!starts_with_ci(text, "data:")) {
-    if (auto err = check_https_url(text)) {
-      return *err + "; or give a data:image/png|jpeg|webp;base64 URI";
+    auto err = check_https_url(text);
+    if (err && !starts_with_ci(text, "http://") && text.size() <= k_max_url_length) {
+      return fmt::format("must be an https URL or a data:image/png|jpeg|webp;base64 URI (got \"{}\")", shorten(text));
     }
-    return std::nullopt;
+    return err;
   }
   const auto comma = text.find(',');
   if (comma == std::string_view::npos) {

@@ -115,6 +115,20 @@ std::string items_text(const ParamSpec& s)
   return fmt::format("at most {}", *s.max_items);
 }
 
+std::string describe(const ParamSpec& s);
+
+std::string describe_plural(const ParamSpec& s)
+{
+  switch (s.type) {
+  case ParamType::string: return "strings";
+  case ParamType::image: return "images";
+  case ParamType::video: return "video URLs";
+  case ParamType::audio: return "audio URLs";
+  case ParamType::object: return "objects";
+  default: return fmt::format("items that are each {}", describe(s));
+  }
+}
+
 // How a schema is described in "must be … or …" messages.
 std::string describe(const ParamSpec& s)
 {
@@ -128,7 +142,7 @@ std::string describe(const ParamSpec& s)
   case ParamType::video: return "a video https URL";
   case ParamType::audio: return "an audio https URL";
   case ParamType::array:
-    return s.items ? fmt::format("an array of {}", describe(*s.items)) : std::string("an array");
+    return s.items ? fmt::format("an array of {}", describe_plural(*s.items)) : std::string("an array");
   case ParamType::object: return "an object";
   case ParamType::any_of: return "one of several shapes";
   }
