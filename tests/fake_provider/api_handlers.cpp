@@ -165,7 +165,7 @@ Reply App::handle_create(const Request& request, bool legacy, const ApiCall& cal
     return std::move(*generic_fault_reply(fault, call));
   }
   bool terminal = false;
-  json::object status = status_object(g, call, terminal);
+  json::object status = status_object(g, call, false, terminal);
   if (fault == FaultType::malformed_json) {
     return malformed_reply(status, call);
   }
@@ -201,7 +201,7 @@ std::string App::signed_video_url(const Generation& g, const std::string& base_u
                      cache_key, url_signature(path, ks_time), ks_time);
 }
 
-json::object App::status_object(Generation& g, const ApiCall& call, bool& terminal)
+json::object App::status_object(Generation& g, const ApiCall& call, bool from_poll, bool& terminal)
 {
   const double now = mono_now();
   const Phase phase = g.phase_at(now);
@@ -212,7 +212,9 @@ json::object App::status_object(Generation& g, const ApiCall& call, bool& termin
   json::value meta = nullptr;
   if (phase == Phase::completed) {
     if (g.no_url_polls_left > 0) {
-      --g.no_url_polls_left; // `completed` before the file is ready: the client must poll again
+      // `completed` before the file is ready: the client must poll again. Only polls
+      // use up these answers, so a create answering `completed` at once does not.
+      g.no_url_polls_left -= from_poll ? 1 : 0;
     } else {
       terminal = true;
       video = json::object{{"url", signed_video_url(g, call.base_url)},
@@ -275,7 +277,7 @@ Reply App::handle_poll(const Request& request, const ApiCall& call)
     add_log_row(call, g.model, &g, true);
   }
   bool terminal = false;
-  json::object status = status_object(g, call, terminal);
+  json::object status = status_object(g, call, true, terminal);
   if (fault == FaultType::malformed_json) {
     return malformed_reply(status, call);
   }

@@ -3,7 +3,7 @@
 
 #include "tests/fake_provider/support.hpp"
 
-#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <boost/url.hpp>
@@ -21,17 +21,13 @@ App::App(asio::any_io_executor executor, FakeConfig startup,
   , m_config(std::move(startup))
   , m_base_mp4(std::move(base_mp4))
   , m_scheme(std::move(scheme))
-  , m_hash_pool(std::make_unique<asio::thread_pool>(1))
   , m_hasher(std::make_unique<VideoHasher>())
 {
   m_url_secret = fmt::format("{:016x}{:016x}", mix64(m_config.seed ^ 0x5ec2e7),
                              mix64(m_config.seed + 0x5ec2e7));
 }
 
-App::~App()
-{
-  m_hash_pool->join();
-}
+App::~App() = default;
 
 void App::set_startup_script(std::vector<ScriptStep> steps)
 {
@@ -179,22 +175,19 @@ asio::awaitable<json::value> App::stats_json(bool with_sha)
       if (g.sha256 || g.phase_at(now) != Phase::completed) {
         continue;
       }
-      if (g.video->size() <= k_inline_hash_limit) {
-        VideoHasher small;
-        g.sha256 = small.sha256(*g.video);
-        continue;
-      }
-      // Big: hash on the pool thread, then re-find the generation (a reset may have run).
+      // Hash in slices, yielding to the loop between them; re-find the generation after
+      // each pause (a reset may have run meanwhile).
       auto layout = g.video;
-      auto* hasher = m_hasher.get();
       const std::uint64_t epoch = m_epoch;
-      std::string sha = co_await asio::co_spawn(
-        *m_hash_pool, [layout, hasher]() -> asio::awaitable<std::string> {
-          co_return hasher->sha256(*layout);
-        },
-        asio::use_awaitable);
+      std::optional<std::string> sha;
+      while (!(sha = m_hasher->step(*layout, k_hash_slice))) {
+        co_await asio::post(m_executor, asio::use_awaitable);
+        if (epoch != m_epoch) {
+          break;
+        }
+      }
       if (epoch == m_epoch && i < m_state.generations.size()) {
-        m_state.generations[i]->sha256 = std::move(sha);
+        m_state.generations[i]->sha256 = std::move(*sha);
       }
     }
   }

@@ -8,7 +8,6 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/json/value.hpp>
@@ -79,7 +78,8 @@ private:
 
   Generation& record_generation(const boost::json::value& body, bool legacy, const ApiCall& call);
   void add_log_row(const ApiCall& call, std::string model, Generation* generation, bool is_poll);
-  boost::json::object status_object(Generation& generation, const ApiCall& call, bool& terminal);
+  boost::json::object status_object(Generation& generation, const ApiCall& call, bool from_poll,
+                                    bool& terminal);
   std::string signed_video_url(const Generation& generation, const std::string& base_url) const;
   std::string url_signature(std::string_view path, std::string_view ks_time) const;
   void note_create_call(double now);
@@ -96,8 +96,6 @@ private:
   std::uint64_t m_request_ordinal = 0;
   std::uint64_t m_connections_open = 0;
   std::uint64_t m_connections_peak = 0;
-  // Hashing big videos happens off the loop; the hasher lives on that single pool thread.
-  std::unique_ptr<boost::asio::thread_pool> m_hash_pool;
   std::unique_ptr<VideoHasher> m_hasher;
 };
 

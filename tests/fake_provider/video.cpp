@@ -106,35 +106,32 @@ void VideoLayout::read(std::uint64_t offset, char* out, std::size_t n) const
 
 VideoHasher::~VideoHasher()
 {
-  for (auto& [size, ctx] : m_prefix_states) {
-    EVP_MD_CTX_free(ctx);
+  for (auto& [size, prefix] : m_prefixes) {
+    EVP_MD_CTX_free(prefix.ctx);
   }
 }
 
-std::string VideoHasher::sha256(const VideoLayout& layout)
+std::optional<std::string> VideoHasher::step(const VideoLayout& layout, std::uint64_t budget)
 {
-  EVP_MD_CTX* prefix = nullptr;
-  auto it = m_prefix_states.find(layout.pad_total());
-  if (it != m_prefix_states.end()) {
-    prefix = it->second;
-  } else {
-    prefix = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(prefix, EVP_sha256(), nullptr);
-    std::vector<char> buf(1 << 20);
-    for (std::uint64_t off = 0; off < layout.prefix_size();) {
-      auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), layout.prefix_size() - off));
-      layout.read(off, buf.data(), n);
-      EVP_DigestUpdate(prefix, buf.data(), n);
-      off += n;
-    }
-    if (m_prefix_states.size() >= 16) {
-      EVP_MD_CTX_free(m_prefix_states.begin()->second);
-      m_prefix_states.erase(m_prefix_states.begin());
-    }
-    m_prefix_states[layout.pad_total()] = prefix;
+  auto [it, inserted] = m_prefixes.try_emplace(layout.pad_total());
+  Prefix& prefix = it->second;
+  if (inserted) {
+    prefix.ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(prefix.ctx, EVP_sha256(), nullptr);
+  }
+  std::vector<char> buf(static_cast<std::size_t>(std::min<std::uint64_t>(1 << 20, std::max<std::uint64_t>(budget, 1))));
+  const std::uint64_t stop = std::min(layout.prefix_size(), prefix.done + budget);
+  while (prefix.done < stop) {
+    auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), stop - prefix.done));
+    layout.read(prefix.done, buf.data(), n);
+    EVP_DigestUpdate(prefix.ctx, buf.data(), n);
+    prefix.done += n;
+  }
+  if (prefix.done < layout.prefix_size()) {
+    return std::nullopt;
   }
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_MD_CTX_copy_ex(ctx, prefix);
+  EVP_MD_CTX_copy_ex(ctx, prefix.ctx);
   EVP_DigestUpdate(ctx, layout.tail().data(), layout.tail().size());
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -37,9 +38,10 @@ private:
   std::uint64_t m_size = 0;
 };
 
-// SHA-256 of whole videos. Large videos share their prefix (base + padding), whose digest
-// state is computed once per padding size and reused, so hashing N one-GiB videos costs about
-// one GiB of hashing. Not thread-safe: use from one thread only.
+// SHA-256 of whole videos, computed in slices so the loop can serve other requests in
+// between. Large videos share their prefix (base + padding), whose digest state is computed
+// once per padding size and reused, so hashing N one-GiB videos costs about one GiB of
+// hashing. Loop thread only.
 class VideoHasher {
 public:
   VideoHasher() = default;
@@ -47,13 +49,18 @@ public:
   VideoHasher& operator=(const VideoHasher&) = delete;
   ~VideoHasher();
 
-  std::string sha256(const VideoLayout& layout);
+  // Hashes at most `budget` more prefix bytes; returns the digest once the whole video is done.
+  std::optional<std::string> step(const VideoLayout& layout, std::uint64_t budget);
 
 private:
-  std::map<std::uint64_t, EVP_MD_CTX*> m_prefix_states; // by padding size
+  struct Prefix {
+    EVP_MD_CTX* ctx = nullptr;
+    std::uint64_t done = 0;
+  };
+  std::map<std::uint64_t, Prefix> m_prefixes; // by padding size
 };
 
-// Below this size a video is hashed directly on the loop thread.
-inline constexpr std::uint64_t k_inline_hash_limit = 8ull << 20;
+// Bytes hashed per slice before yielding to the loop.
+inline constexpr std::uint64_t k_hash_slice = 4ull << 20;
 
 } // namespace fake
