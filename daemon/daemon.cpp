@@ -1,0 +1,229 @@
+#include "daemon/daemon.hpp"
+
+#include "common/catalog.hpp"
+#include "common/log.hpp"
+#include "common/version.hpp"
+#include "daemon/api/api_server.hpp"
+#include "daemon/engine/engine.hpp"
+#include "daemon/metrics.hpp"
+#include "daemon/notifier.hpp"
+#include "daemon/sd_notify.hpp"
+#include "daemon/store/group_commit.hpp"
+#include "daemon/store/job_store.hpp"
+#include "daemon/store/migrate.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <fmt/format.h>
+
+#include <csignal>
+#include <filesystem>
+#include <sys/stat.h>
+
+namespace klingd {
+
+extern const std::string_view k_builtin_catalog;
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+
+Result<common::Catalog> load_catalog(const common::Config& config)
+{
+  if (config.models_file.empty()) {
+    return common::Catalog::parse(k_builtin_catalog, "(built-in catalog)");
+  }
+  return common::Catalog::load_file(config.models_file);
+}
+
+namespace {
+
+// Creates `dir` (and parents) with mode 0750 when missing.
+Result<Ok> ensure_dir(const std::string& dir, std::string_view what)
+{
+  std::error_code ec;
+  if (fs::is_directory(dir, ec)) {
+    return Ok{};
+  }
+  fs::create_directories(dir, ec);
+  if (ec) {
+    return make_error("startup", fmt::format("cannot create {} {}: {}", what, dir, ec.message()));
+  }
+  ::chmod(dir.c_str(), 0750);
+  return Ok{};
+}
+
+// Logs an exception that ends a long-lived coroutine instead of losing it.
+auto log_failure(std::string_view what)
+{
+  return [what = std::string(what)](std::exception_ptr e) {
+    if (!e) {
+      return;
+    }
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      log::error("coroutine.failed", {{"what", what}, {"error", ex.what()}});
+    }
+  };
+}
+
+// Keys that a reload (SIGHUP) cannot change without a restart.
+std::vector<std::string> restart_only_changes(const common::Config& a, const common::Config& b)
+{
+  std::vector<std::string> out;
+  if (a.store.db != b.store.db) out.push_back("store.db");
+  if (a.store.videos_dir != b.store.videos_dir) out.push_back("store.videos_dir");
+  if (a.store.state_dir != b.store.state_dir) out.push_back("store.state_dir");
+  if (a.socket.path != b.socket.path) out.push_back("socket.path");
+  if (a.socket.mode != b.socket.mode) out.push_back("socket.mode");
+  if (a.models_file != b.models_file) out.push_back("models_file");
+  if (a.dashboard.listen != b.dashboard.listen) out.push_back("dashboard.listen");
+  if (a.store.synchronous != b.store.synchronous) out.push_back("store.synchronous");
+  return out;
+}
+
+} // namespace
+
+int run_daemon(common::Config config, std::string config_path)
+{
+  log::info("klingd.starting", {{"version", version()}, {"config", config.source}, {"db", config.store.db},
+                                {"socket", config.socket.path}, {"api_key", config.api_key.source}});
+  for (const auto& [dir, what] : {std::pair{config.store.state_dir, "state directory"},
+                                  std::pair{fs::path(config.store.db).parent_path().string(), "database directory"},
+                                  std::pair{config.store.videos_dir, "videos directory"}}) {
+    if (auto r = ensure_dir(dir, what); !r) {
+      log::error("klingd.startup_failed", {{"error", r.error().message}});
+      return 1;
+    }
+  }
+
+  auto catalog = load_catalog(config);
+  if (!catalog) {
+    log::error("klingd.startup_failed", {{"error", catalog.error().message}});
+    return 1;
+  }
+
+  std::unique_ptr<store::Db> db;
+  try {
+    db = std::make_unique<store::Db>(config.store.db, store::Db::Options{config.store.synchronous, 5000});
+    auto migrated = store::migrate(*db);
+    if (!migrated) {
+      log::error("klingd.startup_failed", {{"error", migrated.error().message}});
+      return 1;
+    }
+  } catch (const std::exception& e) {
+    log::error("klingd.startup_failed", {{"error", e.what()}});
+    return 1;
+  }
+
+  asio::io_context io(1);
+  store::JobStore job_store(*db);
+  store::GroupCommitter committer(io.get_executor(), job_store);
+  Notifier events(io.get_executor());
+  Metrics metrics;
+  committer.on_committed = [&](std::vector<store::Event>&&) { events.notify(); };
+
+  engine::Engine engine(io.get_executor(), config, *catalog, job_store, committer, metrics);
+  api::ApiServer server(io.get_executor(),
+                        api::ApiContext{config, *catalog, job_store, committer, engine, events, metrics,
+                                        std::chrono::steady_clock::now()});
+  if (auto r = server.listen(config.socket.path, config.socket.mode); !r) {
+    log::error("klingd.startup_failed", {{"error", r.error().message}});
+    return 1;
+  }
+  server.start();
+
+  asio::co_spawn(io, engine.start(), log_failure("engine.start"));
+
+  // Watchdog pings come from the loop itself, so a stuck loop stops them.
+  asio::steady_timer watchdog(io);
+  std::function<void()> arm_watchdog;
+  if (auto interval = sd_watchdog_interval()) {
+    arm_watchdog = [&, half = *interval / 2] {
+      watchdog.expires_after(half);
+      watchdog.async_wait([&](boost::system::error_code ec) {
+        if (!ec) {
+          sd_notify("WATCHDOG=1");
+          arm_watchdog();
+        }
+      });
+    };
+    arm_watchdog();
+  }
+
+  bool stopping = false;
+  asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](boost::system::error_code ec, int signo) {
+      if (ec) {
+        return;
+      }
+      if (signo == SIGHUP) {
+        auto fresh = common::load_config(config_path, common::current_environment());
+        if (!fresh) {
+          log::error("config.reload_refused", {{"error", fresh.error().message}});
+          sd_notify("RELOADING=0\nSTATUS=reload refused: bad configuration");
+        } else {
+          for (const auto& key : restart_only_changes(config, *fresh)) {
+            log::warning("config.reload_needs_restart", {{"key", key}});
+          }
+          // Keep what only a restart can change; take everything else.
+          common::Config next = *fresh;
+          next.store = config.store;
+          next.socket = config.socket;
+          next.models_file = config.models_file;
+          next.dashboard = config.dashboard;
+          config = next;
+          log::Level lv;
+          if (log::parse_level(config.log.level, lv)) {
+            log::set_level(lv);
+          }
+          engine.reconfigure(config);
+          log::info("config.reloaded", {{"config", config.source}, {"api_key", config.api_key.source}});
+        }
+        wait_signal();
+        return;
+      }
+      if (stopping) {
+        log::warning("klingd.second_signal", {{"signal", signo}});
+        wait_signal();
+        return;
+      }
+      stopping = true;
+      log::info("klingd.stopping", {{"signal", signo}, {"grace_s", config.shutdown.grace_s}});
+      sd_notify("STOPPING=1\nSTATUS=stopping");
+      server.stop();
+      asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          co_await engine.shutdown(std::chrono::milliseconds(static_cast<long>(config.shutdown.grace_s * 1000)));
+          watchdog.cancel();
+          signals.cancel();
+          io.stop();
+        },
+        log_failure("shutdown"));
+      wait_signal();
+    });
+  };
+  wait_signal();
+
+  sd_notify(fmt::format("READY=1\nSTATUS=serving on {}\nMAINPID={}", config.socket.path, ::getpid()));
+  log::info("klingd.ready", {{"socket", config.socket.path}});
+
+  for (;;) {
+    try {
+      io.run();
+      break;
+    } catch (const std::exception& e) {
+      // A bug escaped a handler: log it and keep the loop (and every job) alive.
+      log::error("loop.exception", {{"error", e.what()}});
+    }
+  }
+  log::info("klingd.stopped");
+  return 0;
+}
+
+} // namespace klingd

@@ -1,0 +1,1027 @@
+#include "daemon/engine/engine.hpp"
+
+#include "common/catalog.hpp"
+#include "common/log.hpp"
+#include "common/time.hpp"
+#include "daemon/engine/async_semaphore.hpp"
+#include "daemon/engine/downloader.hpp"
+#include "daemon/engine/schedule.hpp"
+#include "daemon/metrics.hpp"
+#include "daemon/notifier.hpp"
+#include "daemon/provider/http_client.hpp"
+#include "daemon/provider/provider_client.hpp"
+#include "daemon/store/group_commit.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <random>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace klingd::engine {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using common::JobState;
+using provider::CallClass;
+using store::Job;
+using store::JobError;
+using store::JobStore;
+using store::JobUpdate;
+
+namespace {
+
+constexpr int k_poll_concurrency = 64;
+// A generation the provider gave us counts as lost only after this many
+// consecutive 404s spread over at least k_lost_after (SPEC §3.3).
+constexpr int k_lost_after_404s = 5;
+constexpr auto k_lost_after = std::chrono::minutes(2);
+
+JobError make_job_error(common::ErrorCode code, std::string message, std::optional<int> http = std::nullopt)
+{
+  return JobError{std::string(common::to_string(code)), std::move(message), http};
+}
+
+std::string now_text() { return format_rfc3339(now_utc()); }
+
+Millis seconds(double s) { return Millis(static_cast<std::int64_t>(s * 1000.0)); }
+
+bool is_aborted(const boost::system::system_error& e) { return e.code() == asio::error::operation_aborted; }
+
+// A completion handler for long-lived coroutines: logs what ended them.
+auto log_exception(std::string what)
+{
+  return [what = std::move(what)](std::exception_ptr e) {
+    if (!e) {
+      return;
+    }
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      log::error("coroutine.failed", {{"what", what}, {"error", ex.what()}});
+    }
+  };
+}
+
+} // namespace
+
+// One running job: the coroutine that drives it through create, polls and
+// download, and what the engine needs to know about it meanwhile.
+struct Actor
+{
+  enum class Phase { creating, polling, downloading, idle };
+  std::string id;
+  Phase phase = Phase::idle;
+  bool in_flight = false;      // counts against provider.max_in_flight
+  bool user_canceled = false;
+  bool spread_first_poll = false; // resumed at start: spread the first poll
+  std::int64_t unflushed_polls = 0;
+  asio::cancellation_signal cancel;
+};
+
+class Engine::Impl
+{
+public:
+  Impl(asio::any_io_executor ex, const common::Config& config, const common::Catalog& catalog, JobStore& store,
+       store::GroupCommitter& committer, Metrics& metrics)
+    : m_ex(ex),
+      m_config(config),
+      m_catalog(catalog),
+      m_store(store),
+      m_committer(committer),
+      m_metrics(metrics),
+      m_http(ex, provider::HttpClient::Options{config.provider.ca_file}),
+      m_provider(m_http, provider_options(config)),
+      m_downloader(m_http, ex),
+      m_dispatch_wake(ex),
+      m_rate(config.provider.creates_per_minute),
+      m_poll_slots(ex, k_poll_concurrency),
+      m_download_slots(ex, config.download.max_concurrent),
+      m_rng(std::random_device{}())
+  {
+    if (config.api_key.empty()) {
+      m_paused = "no API key configured (provider.api_key_file, $CREDENTIALS_DIRECTORY/aimlapi_key or AIMLAPI_KEY)";
+      m_pause_is_account = true;
+    }
+  }
+
+  static provider::ProviderClient::Options provider_options(const common::Config& c)
+  {
+    return {c.provider.base_url, c.api_key.value(), seconds(c.provider.request_timeout_s)};
+  }
+
+  // --- start, stop, control -------------------------------------------------
+
+  asio::awaitable<void> start()
+  {
+    auto jobs = m_store.active_jobs();
+    std::size_t resumed = 0;
+    for (auto& job : jobs) {
+      if (job.state == JobState::queued) {
+        continue;
+      }
+      if (job.state == JobState::submitting) {
+        // The create may have gone out before the crash: SPEC §3.2.
+        co_await settle_interrupted_create(job);
+        continue;
+      }
+      spawn_actor(std::move(job), /*resumed=*/true);
+      ++resumed;
+    }
+    log::info("engine.started", {{"resumed", resumed}, {"active", jobs.size()}});
+    asio::co_spawn(m_ex, dispatcher(), log_exception("engine.dispatcher"));
+    asio::co_spawn(m_ex, poll_flusher(), log_exception("engine.poll_flusher"));
+  }
+
+  asio::awaitable<void> shutdown(Millis grace)
+  {
+    m_stopping = true;
+    m_dispatch_wake.notify();
+    // Polls and downloads stop at once (both resume after restart); a create
+    // in flight is given the grace period, since cutting it would make it ambiguous.
+    for (auto& [id, a] : m_actors) {
+      if (a->phase != Actor::Phase::creating) {
+        a->cancel.emit(asio::cancellation_type::terminal);
+      }
+    }
+    const auto deadline = Clock::now() + grace;
+    asio::steady_timer t(m_ex);
+    while (!m_actors.empty() && Clock::now() < deadline) {
+      t.expires_after(Millis(20));
+      co_await t.async_wait(asio::use_awaitable);
+    }
+    if (!m_actors.empty()) {
+      log::warning("engine.shutdown_grace_expired", {{"still_running", m_actors.size()}});
+    }
+    co_await flush_polls();
+    m_http.close_all();
+    log::info("engine.stopped");
+  }
+
+  void pause(std::string reason, bool account)
+  {
+    if (!m_paused || *m_paused != reason) {
+      log::warning("engine.paused", {{"reason", reason}});
+    }
+    m_paused = std::move(reason);
+    m_pause_is_account = account;
+    m_metrics.paused().Set(1);
+  }
+
+  void resume()
+  {
+    if (m_config.api_key.empty()) {
+      pause("no API key configured (provider.api_key_file, $CREDENTIALS_DIRECTORY/aimlapi_key or AIMLAPI_KEY)", true);
+      return;
+    }
+    if (m_paused) {
+      log::info("engine.resumed", {{"was", *m_paused}});
+    }
+    m_paused.reset();
+    m_pause_is_account = false;
+    m_metrics.paused().Set(0);
+    m_dispatch_wake.notify();
+  }
+
+  void reconfigure(const common::Config& c)
+  {
+    m_config = c;
+    m_provider.set_options(provider_options(c));
+    m_rate.set_rate(c.provider.creates_per_minute);
+    m_download_slots.set_permits(c.download.max_concurrent);
+    // SPEC §3.4: a reload resumes dispatch paused for an account problem.
+    if (m_paused && m_pause_is_account) {
+      resume();
+    }
+    m_dispatch_wake.notify();
+  }
+
+  EngineStatus status() const
+  {
+    EngineStatus s;
+    for (const auto& [id, a] : m_actors) {
+      switch (a->phase) {
+      case Actor::Phase::creating: ++s.submitting; break;
+      case Actor::Phase::polling: ++s.generating; break;
+      case Actor::Phase::downloading: ++s.downloading; break;
+      case Actor::Phase::idle: break;
+      }
+    }
+    s.in_flight = m_in_flight;
+    s.paused = m_paused;
+    s.max_in_flight = m_config.provider.max_in_flight;
+    s.creates_per_minute = m_config.provider.creates_per_minute;
+    s.download_max_concurrent = m_config.download.max_concurrent;
+    return s;
+  }
+
+  asio::awaitable<Result<Job>> cancel(std::string id)
+  {
+    for (int tries = 0; tries < 3; ++tries) {
+      auto job = m_store.get(id);
+      if (!job) {
+        co_return make_error("not_found", fmt::format("no job {}", id));
+      }
+      if (common::is_terminal(job->state)) {
+        co_return make_error("conflict", fmt::format("job {} is already {}", id, common::to_string(job->state)));
+      }
+      bool moved = false;
+      auto* actor = find_actor(id);
+      const std::int64_t polls = actor ? std::exchange(actor->unflushed_polls, 0) : 0;
+      co_await m_committer.run([&](JobStore& s) {
+        JobUpdate u;
+        u.step = std::optional<std::string>{};
+        moved = s.transition(id, job->state, JobState::canceled, u);
+        if (polls) {
+          s.add_polls(id, polls);
+        }
+      });
+      if (!moved) {
+        continue; // the job moved on meanwhile: look again
+      }
+      log::info("job.canceled", {{"job", id}, {"was", common::to_string(job->state)}});
+      if ((actor = find_actor(id))) {
+        actor->user_canceled = true;
+        // A create in flight is not cut: its answer is still recorded (we may have paid for it).
+        if (actor->phase != Actor::Phase::creating) {
+          actor->cancel.emit(asio::cancellation_type::terminal);
+        }
+      }
+      m_dispatch_wake.notify();
+      co_return *m_store.get(id);
+    }
+    co_return make_error("conflict", fmt::format("job {} keeps changing state; try again", id));
+  }
+
+  asio::awaitable<Result<Job>> retry(std::string id)
+  {
+    auto job = m_store.get(id);
+    if (!job) {
+      co_return make_error("not_found", fmt::format("no job {}", id));
+    }
+    if (job->state != JobState::failed && job->state != JobState::canceled) {
+      co_return make_error("conflict", fmt::format("job {} is {}; only failed or canceled jobs can be retried", id,
+                                                   common::to_string(job->state)));
+    }
+    if (find_actor(id)) {
+      co_return make_error("conflict", fmt::format("job {} is still winding down; try again in a moment", id));
+    }
+    const bool resume_polling = job->generation_id && !job->provider_failed;
+    bool moved = false;
+    co_await m_committer.run([&](JobStore& s) {
+      JobUpdate u;
+      u.error = std::optional<JobError>{};
+      u.step = std::optional<std::string>{};
+      u.step_failures = 0;
+      if (resume_polling) {
+        // Never create again for a generation we hold: poll it (SPEC §4.1 retry).
+        u.accepted_at = now_text(); // a fresh timeout window
+        u.clear_video = true;
+        moved = s.transition(id, job->state, JobState::generating, u);
+      } else {
+        u.clear_generation = true;
+        u.clear_video = true;
+        moved = s.transition(id, job->state, JobState::queued, u);
+      }
+    });
+    if (!moved) {
+      co_return make_error("conflict", fmt::format("job {} changed state meanwhile; try again", id));
+    }
+    auto fresh = *m_store.get(id);
+    log::info("job.retried", {{"job", id}, {"resume_polling", resume_polling}});
+    if (resume_polling) {
+      spawn_actor(fresh, false);
+    } else {
+      m_not_before.erase(id);
+      m_dispatch_wake.notify();
+    }
+    co_return fresh;
+  }
+
+  void wake_dispatcher() { m_dispatch_wake.notify(); }
+
+private:
+  // --- dispatcher ----------------------------------------------------------
+
+  asio::awaitable<void> dispatcher()
+  {
+    while (!m_stopping) {
+      if (m_paused || m_in_flight >= m_config.provider.max_in_flight) {
+        co_await m_dispatch_wake.wait(std::chrono::seconds(5));
+        continue;
+      }
+      const auto now = Clock::now();
+      const auto slot = m_rate.next_slot(now);
+      if (slot > now) {
+        co_await m_dispatch_wake.wait(slot - now);
+        continue;
+      }
+      auto next = pick_next_queued(now);
+      if (!next) {
+        co_await m_dispatch_wake.wait(next_backoff_wait(now));
+        continue;
+      }
+      m_rate.record(now);
+      spawn_actor(std::move(*next), false);
+    }
+  }
+
+  // The best queued job that is not already running and not backing off.
+  std::optional<Job> pick_next_queued(Clock::time_point now)
+  {
+    for (auto it = m_not_before.begin(); it != m_not_before.end();) {
+      it = it->second <= now ? m_not_before.erase(it) : std::next(it);
+    }
+    const std::size_t limit = 16 + m_actors.size() + m_not_before.size();
+    for (auto& job : m_store.next_queued(limit)) {
+      if (!m_actors.contains(job.id) && !m_not_before.contains(job.id)) {
+        return std::move(job);
+      }
+    }
+    return std::nullopt;
+  }
+
+  Clock::duration next_backoff_wait(Clock::time_point now) const
+  {
+    Clock::duration wait = std::chrono::seconds(5);
+    for (const auto& [id, t] : m_not_before) {
+      wait = std::min(wait, t - now);
+    }
+    return std::max(wait, Clock::duration(Millis(1)));
+  }
+
+  // --- actors ---------------------------------------------------------------
+
+  Actor* find_actor(const std::string& id)
+  {
+    auto it = m_actors.find(id);
+    return it == m_actors.end() ? nullptr : it->second.get();
+  }
+
+  void set_in_flight(Actor& a, bool on)
+  {
+    if (a.in_flight != on) {
+      a.in_flight = on;
+      m_in_flight += on ? 1 : -1;
+      m_metrics.in_flight().Set(m_in_flight);
+      if (!on) {
+        m_dispatch_wake.notify();
+      }
+    }
+  }
+
+  void spawn_actor(Job job, bool resumed)
+  {
+    auto actor = std::make_unique<Actor>();
+    actor->id = job.id;
+    actor->spread_first_poll = resumed;
+    if (job.state == JobState::queued || job.state == JobState::generating) {
+      // Counted from the moment it is picked, so the dispatcher never overshoots.
+      actor->in_flight = true;
+      ++m_in_flight;
+      m_metrics.in_flight().Set(m_in_flight);
+    }
+    Actor& a = *actor;
+    m_actors.emplace(job.id, std::move(actor));
+    const std::string id = job.id;
+    asio::co_spawn(m_ex, run_actor(std::move(job)),
+                   asio::bind_cancellation_slot(a.cancel.slot(), [this, id](std::exception_ptr e) {
+                     actor_finished(id, e);
+                   }));
+  }
+
+  void actor_finished(const std::string& id, std::exception_ptr e)
+  {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const boost::system::system_error& ex) {
+        if (!is_aborted(ex)) {
+          log::error("job.actor_failed", {{"job", id}, {"error", ex.what()}});
+        }
+      } catch (const std::exception& ex) {
+        log::error("job.actor_failed", {{"job", id}, {"error", ex.what()}});
+      }
+    }
+    auto it = m_actors.find(id);
+    if (it == m_actors.end()) {
+      return;
+    }
+    Actor& a = *it->second;
+    if (a.unflushed_polls) {
+      m_orphan_polls[id] += a.unflushed_polls;
+    }
+    set_in_flight(a, false);
+    if (a.user_canceled && !m_stopping) {
+      // A canceled download leaves no partial file behind.
+      if (auto job = m_store.get(id); job && job->state == JobState::canceled) {
+        std::error_code ec;
+        fs::remove(part_path(*job), ec);
+      }
+    }
+    m_actors.erase(it);
+    m_dispatch_wake.notify();
+  }
+
+  // Drives one job until it is terminal, back in the queue, or the engine stops.
+  asio::awaitable<void> run_actor(Job job)
+  {
+    for (;;) {
+      Actor* a = find_actor(job.id);
+      if (!a || m_stopping) {
+        co_return;
+      }
+      switch (job.state) {
+      case JobState::queued:
+        co_await do_create(job, *a);
+        break;
+      case JobState::generating:
+        co_await do_poll(job, *a);
+        break;
+      case JobState::downloading:
+        co_await do_download(job, *a);
+        break;
+      default:
+        co_return;
+      }
+      auto fresh = m_store.get(job.id);
+      if (!fresh || fresh->state == job.state || common::is_terminal(fresh->state) || fresh->state == JobState::queued
+          || fresh->state == JobState::submitting) {
+        co_return;
+      }
+      job = std::move(*fresh);
+    }
+  }
+
+  // --- create ---------------------------------------------------------------
+
+  asio::awaitable<void> do_create(const Job& job, Actor& a)
+  {
+    a.phase = Actor::Phase::creating;
+    std::string crid;
+    int attempt = 0;
+    co_await m_committer.run([&](JobStore& s) {
+      JobUpdate u;
+      u.step = std::optional<std::string>{};
+      u.error = std::optional<JobError>{};
+      if (!s.transition(job.id, JobState::queued, JobState::submitting, u)) {
+        return; // canceled meanwhile
+      }
+      const auto current = s.get(job.id);
+      crid = fmt::format("{}.{}", job.id, current->attempts + 1);
+      attempt = s.begin_attempt(job.id, crid);
+    });
+    if (attempt == 0) {
+      co_return;
+    }
+    // Durable now: the job is `submitting` with a pending attempt row.
+    if (m_stopping || m_paused) {
+      // Not sent: put it back rather than leave an attempt that looks ambiguous.
+      co_await finish_create(job, attempt, "not_sent", nullptr, [&](JobStore& s) {
+        return s.transition(job.id, JobState::submitting, JobState::queued);
+      });
+      co_return;
+    }
+    const auto* model = m_catalog.find(job.model);
+    const auto family = model ? model->family : m_catalog.family_for(job.model);
+    log::debug("job.create", {{"job", job.id}, {"attempt", attempt}, {"model", job.model}});
+    auto r = co_await m_provider.create(family, job.request, crid);
+    m_metrics.creates(r.outcome.cls == CallClass::ok ? "accepted" : provider::to_string(r.outcome.cls)).Increment();
+    co_await handle_create_result(job, a, attempt, std::move(r));
+  }
+
+  // Records the attempt's outcome and the job's next state in one commit.
+  template <typename F>
+  asio::awaitable<bool> finish_create(const Job& job, int attempt, std::string outcome,
+                                      const provider::CreateResult* r, F&& next_state)
+  {
+    bool moved = false;
+    co_await m_committer.run([&](JobStore& s) {
+      store::Attempt at;
+      at.job_id = job.id;
+      at.attempt = attempt;
+      at.outcome = outcome;
+      if (r) {
+        at.http_status = r->outcome.http_status;
+        at.generation_id = r->generation_id;
+        at.inference_id = r->inference_id;
+        at.credits = r->credits;
+        at.usd = r->usd;
+      }
+      s.finish_attempt(at);
+      moved = next_state(s);
+    });
+    co_return moved;
+  }
+
+  asio::awaitable<void> handle_create_result(const Job& job, Actor& a, int attempt, provider::CreateResult r)
+  {
+    const auto& o = r.outcome;
+    switch (o.cls) {
+    case CallClass::ok: {
+      JobUpdate u;
+      u.generation_id = *r.generation_id;
+      u.provider_status = r.provider_status.value_or("queued");
+      u.accepted_at = now_text();
+      u.step_failures = 0;
+      if (r.usd) u.cost_usd = *r.usd;
+      if (r.credits) u.cost_credits = *r.credits;
+      bool to_generating = false;
+      co_await finish_create(job, attempt, "accepted", &r, [&](JobStore& s) {
+        to_generating = s.transition(job.id, JobState::submitting, JobState::generating, u);
+        if (!to_generating) {
+          // Canceled while the create was in flight: keep what we paid for, so
+          // a retry polls this generation instead of creating another.
+          s.update(job.id, JobState::canceled, u);
+        }
+        return to_generating;
+      });
+      log::info("job.accepted", {{"job", job.id}, {"attempt", attempt}, {"generation", *r.generation_id},
+                                 {"canceled", !to_generating}});
+      co_return;
+    }
+    case CallClass::safe_retry: {
+      m_metrics.provider_errors(o.http_status == 429 ? "http_429" : o.http_status ? "http_5xx" : "network").Increment();
+      const int failures = job.step_failures + 1;
+      if (o.http_status == 429) {
+        // A 429 slows every create to this host for a while (SPEC §3.4).
+        m_rate.hold_until(Clock::now() + o.retry_after.value_or(seconds(m_config.retry.base_s)));
+      }
+      if (failures >= m_config.retry.max_attempts) {
+        co_await fail_create(job, attempt, "not_sent", &r, common::ErrorCode::retries_exhausted,
+                             fmt::format("create failed {} times; last: {}", failures, o.message));
+        co_return;
+      }
+      const auto delay = retry_delay(m_config.retry, failures, o.retry_after, m_rng);
+      co_await finish_create(job, attempt, o.http_status ? "transient" : "not_sent", &r, [&](JobStore& s) {
+        JobUpdate u;
+        u.step_failures = failures;
+        const bool moved = s.transition(job.id, JobState::submitting, JobState::queued, u);
+        if (moved) {
+          s.update(job.id, JobState::queued, {}, std::string("retry"),
+                   JobError{"retry", fmt::format("create not accepted ({}); retry {} in {:.1f}s", o.message, failures,
+                                                 std::chrono::duration<double>(delay).count()),
+                            o.http_status});
+        }
+        return moved;
+      });
+      m_not_before[job.id] = Clock::now() + delay;
+      log::info("job.create_retry", {{"job", job.id}, {"failures", failures}, {"delay_ms", delay.count()},
+                                     {"reason", o.message}});
+      co_return;
+    }
+    case CallClass::account: {
+      m_metrics.provider_errors("account").Increment();
+      // Not the job's fault: put it back untouched and stop dispatching.
+      co_await finish_create(job, attempt, "account", &r, [&](JobStore& s) {
+        return s.transition(job.id, JobState::submitting, JobState::queued);
+      });
+      pause(fmt::format("provider refused the API key or account (HTTP {}): {}", o.http_status.value_or(0), o.message),
+            true);
+      co_return;
+    }
+    case CallClass::job_error:
+      m_metrics.provider_errors("http_4xx").Increment();
+      co_await fail_create(job, attempt, "rejected", &r, common::ErrorCode::invalid_request,
+                           fmt::format("the provider refused the request: {}", o.message));
+      co_return;
+    case CallClass::ambiguous:
+    case CallClass::transient:
+      m_metrics.provider_errors(o.http_status ? "http_5xx" : "network").Increment();
+      co_await handle_ambiguous(job, attempt, &r, o.message);
+      co_return;
+    }
+    (void)a;
+  }
+
+  asio::awaitable<void> fail_create(const Job& job, int attempt, std::string outcome, const provider::CreateResult* r,
+                                    common::ErrorCode code, std::string message)
+  {
+    JobUpdate u;
+    u.error = make_job_error(code, message, r ? r->outcome.http_status : std::nullopt);
+    co_await finish_create(job, attempt, std::move(outcome), r, [&](JobStore& s) {
+      return s.transition(job.id, JobState::submitting, JobState::failed, u);
+    });
+    log::warning("job.failed", {{"job", job.id}, {"code", common::to_string(code)}, {"message", message}});
+  }
+
+  // SPEC §3.2: the create may have been billed and we cannot tell.
+  asio::awaitable<void> handle_ambiguous(const Job& job, int attempt, const provider::CreateResult* r, std::string why)
+  {
+    if (m_config.on_ambiguous_create == "retry") {
+      const int failures = job.step_failures + 1;
+      if (failures >= m_config.retry.max_attempts) {
+        co_await fail_create(job, attempt, "ambiguous", r, common::ErrorCode::retries_exhausted,
+                             fmt::format("create outcome unknown {} times; last: {}", failures, why));
+        co_return;
+      }
+      co_await finish_create(job, attempt, "ambiguous", r, [&](JobStore& s) {
+        JobUpdate u;
+        u.step_failures = failures;
+        return s.transition(job.id, JobState::submitting, JobState::queued, u);
+      });
+      m_not_before[job.id] = Clock::now() + retry_delay(m_config.retry, failures, std::nullopt, m_rng);
+      log::warning("job.create_ambiguous_resend", {{"job", job.id}, {"attempt", attempt}, {"reason", why}});
+      co_return;
+    }
+    co_await fail_create(job, attempt, "ambiguous", r, common::ErrorCode::ambiguous_create,
+                         fmt::format("the create call's outcome is unknown ({}); it was not sent again so this video "
+                                     "is never paid twice — `klingctl retry {}` sends it again",
+                                     why, job.id));
+  }
+
+  // A job found `submitting` at start: its create may or may not have gone out.
+  asio::awaitable<void> settle_interrupted_create(const Job& job)
+  {
+    auto attempts = m_store.attempts(job.id);
+    const store::Attempt* last = attempts.empty() ? nullptr : &attempts.back();
+    if (!last || last->outcome != "pending") {
+      // No create was in flight: back to the queue.
+      co_await m_committer.run([&](JobStore& s) { s.transition(job.id, JobState::submitting, JobState::queued); });
+      co_return;
+    }
+    co_await handle_ambiguous(job, last->attempt, nullptr, "klingd stopped while the create call was in flight");
+    m_dispatch_wake.notify();
+  }
+
+  // --- polling --------------------------------------------------------------
+
+  asio::awaitable<void> sleep(Clock::duration d)
+  {
+    asio::steady_timer t(m_ex, d);
+    co_await t.async_wait(asio::use_awaitable);
+  }
+
+  Clock::time_point generating_deadline(const Job& job, Clock::time_point& accepted_steady) const
+  {
+    // accepted_at is wall-clock; map it onto the steady clock once.
+    const auto accepted = job.accepted_at ? parse_rfc3339(*job.accepted_at) : std::nullopt;
+    const auto since = accepted ? std::chrono::duration_cast<Clock::duration>(now_utc() - *accepted) : Clock::duration{};
+    accepted_steady = Clock::now() - std::max(since, Clock::duration{});
+    return accepted_steady + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(job.timeout_s));
+  }
+
+  asio::awaitable<void> do_poll(const Job& job, Actor& a)
+  {
+    a.phase = Actor::Phase::polling;
+    set_in_flight(a, true);
+    const auto family = m_catalog.family_for(job.model);
+    Clock::time_point accepted;
+    const auto deadline = generating_deadline(job, accepted);
+    PollSchedule schedule(m_config.poll);
+    Clock::duration delay = schedule.next(Clock::now() - accepted, m_rng);
+    if (a.spread_first_poll) {
+      // After a restart, spread the first polls over one interval, not all at once.
+      std::uniform_int_distribution<std::int64_t> spread(0, std::max<std::int64_t>(1, seconds(m_config.poll.initial_s).count()));
+      delay = Millis(spread(m_rng));
+      a.spread_first_poll = false;
+    }
+    std::string last_status = job.provider_status.value_or("");
+    bool logged_unknown = false;
+    int failures = 0;
+    int consecutive_404 = 0;
+    Clock::time_point first_404{};
+
+    for (;;) {
+      const auto now = Clock::now();
+      if (now >= deadline) {
+        co_await fail_generating(job, a, common::ErrorCode::timeout,
+                                 fmt::format("the generation did not finish within timeout_s={}s of being accepted",
+                                             job.timeout_s));
+        co_return;
+      }
+      co_await sleep(std::min<Clock::duration>(delay, deadline - now));
+      if (Clock::now() >= deadline) {
+        continue;
+      }
+      provider::PollResult r;
+      {
+        co_await m_poll_slots.acquire();
+        AsyncSemaphore::Permit permit(m_poll_slots);
+        r = co_await m_provider.poll(family, *job.generation_id);
+      }
+      ++a.unflushed_polls;
+      m_metrics.polls().Increment();
+      const auto& o = r.outcome;
+      if (o.cls == CallClass::ok) {
+        failures = 0;
+        consecutive_404 = 0;
+        const auto& st = *r.status;
+        if (!st.known_status && !logged_unknown) {
+          logged_unknown = true;
+          log::warning("job.unknown_provider_status", {{"job", job.id}, {"status", st.status}});
+        }
+        if (st.kind == provider::GenerationStatus::Kind::completed && st.video_url) {
+          JobUpdate u;
+          u.provider_status = st.status;
+          u.video_url = *st.video_url;
+          if (st.file_size) u.video_file_size = *st.file_size;
+          u.step_failures = 0;
+          co_await commit_with_polls(a, [&](JobStore& s) {
+            s.transition(job.id, JobState::generating, JobState::downloading, u);
+          });
+          co_return;
+        }
+        if (st.kind == provider::GenerationStatus::Kind::failed) {
+          JobUpdate u;
+          u.provider_status = st.status;
+          u.provider_failed = true;
+          u.error = make_job_error(common::ErrorCode::provider_failed, st.error_message);
+          co_await commit_with_polls(a, [&](JobStore& s) {
+            s.transition(job.id, JobState::generating, JobState::failed, u);
+          });
+          log::warning("job.failed", {{"job", job.id}, {"code", "provider_failed"}, {"message", st.error_message}});
+          co_return;
+        }
+        if (st.status != last_status) {
+          // A real change costs a (group) commit; an unchanged poll costs nothing.
+          last_status = st.status;
+          JobUpdate u;
+          u.provider_status = st.status;
+          co_await commit_with_polls(a, [&](JobStore& s) { s.update(job.id, JobState::generating, u); });
+        }
+        delay = schedule.next(Clock::now() - accepted, m_rng);
+        continue;
+      }
+      if (o.cls == CallClass::job_error) {
+        // 404 (or another 4xx) for an id the provider gave us: lost only after
+        // several in a row spread over minutes; the provider may lag.
+        if (consecutive_404++ == 0) {
+          first_404 = Clock::now();
+        }
+        if (consecutive_404 >= k_lost_after_404s && Clock::now() - first_404 >= k_lost_after) {
+          co_await fail_generating(job, a, common::ErrorCode::provider_failed,
+                                   fmt::format("the provider no longer knows generation {} ({} answers in a row: {})",
+                                               *job.generation_id, consecutive_404, o.message),
+                                   o.http_status);
+          co_return;
+        }
+        delay = std::max<Clock::duration>(retry_delay(m_config.retry, consecutive_404, o.retry_after, m_rng),
+                                          k_lost_after / k_lost_after_404s);
+        continue;
+      }
+      if (o.cls == CallClass::account) {
+        m_metrics.provider_errors("account").Increment();
+        pause(fmt::format("provider refused the API key or account (HTTP {}): {}", o.http_status.value_or(0), o.message),
+              true);
+      } else {
+        m_metrics.provider_errors(o.http_status == 429 ? "http_429" : o.http_status >= 500 ? "http_5xx"
+                                  : o.http_status                                        ? "malformed"
+                                                                                         : "network")
+          .Increment();
+      }
+      // Polls are not attempts: a paid generation is never abandoned over
+      // failed polls; they back off until the job's own deadline (SPEC §3.3).
+      ++failures;
+      delay = retry_delay(m_config.retry, failures, o.retry_after, m_rng);
+      log::info("job.poll_failed", {{"job", job.id}, {"failures", failures}, {"delay_ms",
+                std::chrono::duration_cast<Millis>(delay).count()}, {"reason", o.message}});
+    }
+  }
+
+  asio::awaitable<void> fail_generating(const Job& job, Actor& a, common::ErrorCode code, std::string message,
+                                        std::optional<int> http = std::nullopt)
+  {
+    JobUpdate u;
+    u.error = make_job_error(code, message, http);
+    co_await commit_with_polls(a, [&](JobStore& s) { s.transition(job.id, job.state, JobState::failed, u); });
+    log::warning("job.failed", {{"job", job.id}, {"code", common::to_string(code)}, {"message", message}});
+  }
+
+  // Commits `fn` together with the polls this job counted since the last write.
+  template <typename F>
+  asio::awaitable<void> commit_with_polls(Actor& a, F&& fn)
+  {
+    const std::int64_t polls = std::exchange(a.unflushed_polls, 0);
+    const std::string id = a.id;
+    co_await m_committer.run([&](JobStore& s) {
+      fn(s);
+      if (polls) {
+        s.add_polls(id, polls);
+      }
+    });
+  }
+
+  // Poll counters are flushed lazily (SPEC §3.1), a few seconds at a time.
+  asio::awaitable<void> poll_flusher()
+  {
+    asio::steady_timer t(m_ex);
+    while (!m_stopping) {
+      t.expires_after(std::chrono::seconds(5));
+      auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+      (void)ec;
+      co_await flush_polls();
+    }
+  }
+
+  asio::awaitable<void> flush_polls()
+  {
+    std::vector<std::pair<std::string, std::int64_t>> dirty;
+    for (auto& [id, a] : m_actors) {
+      if (a->unflushed_polls) {
+        dirty.emplace_back(id, std::exchange(a->unflushed_polls, 0));
+      }
+    }
+    for (auto& [id, n] : m_orphan_polls) {
+      dirty.emplace_back(id, n);
+    }
+    m_orphan_polls.clear();
+    if (dirty.empty()) {
+      co_return;
+    }
+    co_await m_committer.run([&](JobStore& s) {
+      for (const auto& [id, n] : dirty) {
+        s.add_polls(id, n);
+      }
+    });
+  }
+
+  // --- download -------------------------------------------------------------
+
+  fs::path final_path(const Job& job) const { return fs::path(m_config.store.videos_dir) / job.output; }
+  fs::path part_path(const Job& job) const { return fs::path(final_path(job).string() + ".part"); }
+
+  asio::awaitable<void> do_download(Job job, Actor& a)
+  {
+    a.phase = Actor::Phase::downloading;
+    set_in_flight(a, false);
+    co_await m_download_slots.acquire();
+    AsyncSemaphore::Permit permit(m_download_slots);
+    int failures = job.step_failures;
+    bool refreshed = false; // a fresh URL was fetched since the last counted failure
+    const auto family = m_catalog.family_for(job.model);
+    for (;;) {
+      if (!job.video_url) {
+        co_await fail_download(job, a, common::ErrorCode::download_failed, "no video URL to download");
+        co_return;
+      }
+      DownloadTask task;
+      task.url = *job.video_url;
+      task.final_path = final_path(job);
+      if (job.video_file_size) {
+        task.expected_size = static_cast<std::uint64_t>(*job.video_file_size);
+      }
+      task.max_bytes = m_config.download.max_bytes;
+      task.allow_http = m_config.download.allow_http;
+      task.timeout = seconds(m_config.download.timeout_s);
+      auto out = co_await m_downloader.fetch(task);
+      m_metrics.downloads(out.status == DownloadStatus::ok ? "ok" : out.status == DownloadStatus::url_expired ? "url_expired"
+                          : out.status == DownloadStatus::transient ? "transient" : "fatal").Increment();
+      if (out.status == DownloadStatus::ok) {
+        m_metrics.download_bytes().Increment(static_cast<double>(out.bytes));
+      }
+      switch (out.status) {
+      case DownloadStatus::ok: {
+        JobUpdate u;
+        u.video_path = task.final_path.string();
+        u.video_bytes = static_cast<std::int64_t>(out.bytes);
+        u.video_sha256 = out.sha256_hex;
+        u.step_failures = 0;
+        co_await commit_with_polls(a, [&](JobStore& s) {
+          s.transition(job.id, JobState::downloading, JobState::completed, u);
+        });
+        log::info("job.completed", {{"job", job.id}, {"bytes", out.bytes}, {"sha256", out.sha256_hex},
+                                    {"resumed", out.resumed}});
+        co_return;
+      }
+      case DownloadStatus::fatal:
+        co_await fail_download(job, a, common::ErrorCode::download_failed, out.message, out.http_status);
+        co_return;
+      case DownloadStatus::url_expired:
+        if (!refreshed) {
+          // Signed CDN URLs expire: ask the provider for a fresh one before counting a failure.
+          refreshed = true;
+          auto fresh = co_await refresh_url(job, a, family);
+          if (fresh == RefreshResult::failed_job) {
+            co_return;
+          }
+          if (fresh == RefreshResult::refreshed) {
+            continue;
+          }
+        }
+        refreshed = false;
+        [[fallthrough]];
+      case DownloadStatus::transient: {
+        ++failures;
+        if (failures >= m_config.retry.max_attempts) {
+          co_await fail_download(job, a, common::ErrorCode::retries_exhausted,
+                                 fmt::format("download failed {} times; last: {}", failures, out.message),
+                                 out.http_status);
+          co_return;
+        }
+        const auto delay = retry_delay(m_config.retry, failures,
+                                       out.retry_after ? std::optional<Millis>(*out.retry_after) : std::nullopt, m_rng);
+        log::info("job.download_retry", {{"job", job.id}, {"failures", failures}, {"delay_ms", delay.count()},
+                                         {"reason", out.message}});
+        co_await sleep(delay);
+        break;
+      }
+      }
+    }
+  }
+
+  enum class RefreshResult { refreshed, unchanged, failed_job };
+
+  asio::awaitable<RefreshResult> refresh_url(Job& job, Actor& a, common::Family family)
+  {
+    provider::PollResult r;
+    {
+      co_await m_poll_slots.acquire();
+      AsyncSemaphore::Permit permit(m_poll_slots);
+      r = co_await m_provider.poll(family, *job.generation_id);
+    }
+    ++a.unflushed_polls;
+    m_metrics.polls().Increment();
+    if (r.outcome.cls != CallClass::ok) {
+      co_return RefreshResult::unchanged;
+    }
+    const auto& st = *r.status;
+    if (st.kind == provider::GenerationStatus::Kind::failed) {
+      JobUpdate u;
+      u.provider_failed = true;
+      u.provider_status = st.status;
+      u.error = make_job_error(common::ErrorCode::provider_failed, st.error_message);
+      co_await commit_with_polls(a, [&](JobStore& s) { s.transition(job.id, JobState::downloading, JobState::failed, u); });
+      co_return RefreshResult::failed_job;
+    }
+    if (!st.video_url) {
+      co_return RefreshResult::unchanged;
+    }
+    job.video_url = *st.video_url;
+    if (st.file_size) {
+      job.video_file_size = *st.file_size;
+    }
+    JobUpdate u;
+    u.video_url = *st.video_url;
+    if (st.file_size) u.video_file_size = *st.file_size;
+    co_await commit_with_polls(a, [&](JobStore& s) {
+      s.update(job.id, JobState::downloading, u, std::string("url_refresh"));
+    });
+    log::info("job.url_refreshed", {{"job", job.id}});
+    co_return RefreshResult::refreshed;
+  }
+
+  asio::awaitable<void> fail_download(const Job& job, Actor& a, common::ErrorCode code, std::string message,
+                                      std::optional<int> http = std::nullopt)
+  {
+    std::error_code ec;
+    fs::remove(part_path(job), ec);
+    JobUpdate u;
+    u.error = make_job_error(code, "download: " + message, http && *http ? http : std::nullopt);
+    co_await commit_with_polls(a, [&](JobStore& s) { s.transition(job.id, JobState::downloading, JobState::failed, u); });
+    log::warning("job.failed", {{"job", job.id}, {"code", common::to_string(code)}, {"message", message}});
+  }
+
+  // --- helpers --------------------------------------------------------------
+
+  asio::any_io_executor m_ex;
+  common::Config m_config;
+  const common::Catalog& m_catalog;
+  JobStore& m_store;
+  store::GroupCommitter& m_committer;
+  Metrics& m_metrics;
+  provider::HttpClient m_http;
+  provider::ProviderClient m_provider;
+  Downloader m_downloader;
+  Notifier m_dispatch_wake;
+  RateWindow m_rate;
+  AsyncSemaphore m_poll_slots;
+  AsyncSemaphore m_download_slots;
+  std::mt19937_64 m_rng;
+
+  std::unordered_map<std::string, std::unique_ptr<Actor>> m_actors;
+  std::unordered_map<std::string, Clock::time_point> m_not_before; // queued jobs backing off
+  std::unordered_map<std::string, std::int64_t> m_orphan_polls;     // polls of finished actors, not yet written
+  int m_in_flight = 0;
+  std::optional<std::string> m_paused;
+  bool m_pause_is_account = false;
+  bool m_stopping = false;
+};
+
+Engine::Engine(asio::any_io_executor ex, const common::Config& config, const common::Catalog& catalog,
+               store::JobStore& store, store::GroupCommitter& committer, Metrics& metrics)
+  : m_impl(std::make_unique<Impl>(ex, config, catalog, store, committer, metrics))
+{
+}
+
+Engine::~Engine() = default;
+
+asio::awaitable<void> Engine::start() { return m_impl->start(); }
+void Engine::wake_dispatcher() { m_impl->wake_dispatcher(); }
+asio::awaitable<Result<store::Job>> Engine::cancel(std::string id) { return m_impl->cancel(std::move(id)); }
+asio::awaitable<Result<store::Job>> Engine::retry(std::string id) { return m_impl->retry(std::move(id)); }
+void Engine::pause(std::string reason) { m_impl->pause(std::move(reason), false); }
+void Engine::resume() { m_impl->resume(); }
+EngineStatus Engine::status() const { return m_impl->status(); }
+void Engine::reconfigure(const common::Config& config) { m_impl->reconfigure(config); }
+asio::awaitable<void> Engine::shutdown(std::chrono::milliseconds grace) { return m_impl->shutdown(grace); }
+
+} // namespace klingd::engine

@@ -1,0 +1,72 @@
+#include "daemon/engine/schedule.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace klingd::engine {
+
+Millis jittered(double seconds, double jitter, std::mt19937_64& rng)
+{
+  double s = seconds;
+  if (jitter > 0) {
+    std::uniform_real_distribution<double> spread(1.0 - jitter, 1.0 + jitter);
+    s *= spread(rng);
+  }
+  return Millis(static_cast<std::int64_t>(std::max(0.0, s) * 1000.0));
+}
+
+Millis retry_delay(const common::Config::Retry& retry, int failures, std::optional<Millis> retry_after, std::mt19937_64& rng)
+{
+  const int n = std::clamp(failures, 1, 60);
+  const double d = std::min(retry.max_s, retry.base_s * std::pow(2.0, n - 1));
+  std::uniform_real_distribution<double> half(0.5, 1.0);
+  Millis delay(static_cast<std::int64_t>(d * half(rng) * 1000.0));
+  if (retry_after && *retry_after > delay) {
+    delay = *retry_after;
+  }
+  return delay;
+}
+
+Millis PollSchedule::next(Clock::duration generating_for, std::mt19937_64& rng)
+{
+  if (std::chrono::duration<double>(generating_for).count() >= m_poll.slow_after_s) {
+    m_interval_s = m_poll.slow_s;
+  } else if (m_interval_s < 0) {
+    m_interval_s = m_poll.initial_s;
+  } else {
+    m_interval_s = std::min(m_poll.max_s, m_interval_s * m_poll.factor);
+  }
+  return jittered(m_interval_s, m_poll.jitter, rng);
+}
+
+void RateWindow::set_rate(double per_minute)
+{
+  if (per_minute >= 1) {
+    m_capacity = static_cast<std::size_t>(std::floor(per_minute));
+    // N calls per (60·N/rate) seconds ≤ rate per minute, and ≤ N in any 60 s.
+    m_window = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(60.0 * static_cast<double>(m_capacity) / per_minute));
+  } else {
+    m_capacity = 1;
+    m_window = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(60.0 / per_minute));
+  }
+}
+
+Clock::time_point RateWindow::next_slot(Clock::time_point now) const
+{
+  Clock::time_point slot = now;
+  if (m_starts.size() >= m_capacity) {
+    slot = std::max(slot, m_starts[m_starts.size() - m_capacity] + m_window);
+  }
+  return std::max(slot, m_hold);
+}
+
+void RateWindow::record(Clock::time_point now)
+{
+  m_starts.push_back(now);
+  while (m_starts.size() > m_capacity) {
+    m_starts.pop_front();
+  }
+}
+
+} // namespace klingd::engine

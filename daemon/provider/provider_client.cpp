@@ -1,0 +1,393 @@
+#include "daemon/provider/provider_client.hpp"
+
+#include <boost/json.hpp>
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
+#include <fmt/format.h>
+
+#include <charconv>
+#include <ctime>
+
+namespace klingd::provider {
+
+namespace json = boost::json;
+
+std::string_view to_string(CallClass c)
+{
+  switch (c) {
+  case CallClass::ok: return "ok";
+  case CallClass::safe_retry: return "safe_retry";
+  case CallClass::ambiguous: return "ambiguous";
+  case CallClass::transient: return "transient";
+  case CallClass::job_error: return "job_error";
+  case CallClass::account: return "account";
+  }
+  return "?";
+}
+
+namespace {
+
+std::string clip(std::string s, std::size_t max = 500)
+{
+  if (s.size() > max) {
+    s.resize(max);
+    s += "…";
+  }
+  // Keep one-line, printable messages (they go to logs and the API).
+  for (auto& ch : s) {
+    if (static_cast<unsigned char>(ch) < 0x20) {
+      ch = ' ';
+    }
+  }
+  return s;
+}
+
+std::optional<json::value> parse_json(std::string_view body)
+{
+  boost::system::error_code ec;
+  json::parse_options opts;
+  opts.max_depth = 64;
+  json::value v = json::parse(body, ec, {}, opts);
+  if (ec) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+const json::value* field(const json::value& v, std::string_view name)
+{
+  if (!v.is_object()) {
+    return nullptr;
+  }
+  return v.as_object().if_contains(name);
+}
+
+std::optional<std::string> string_or_number(const json::value* v)
+{
+  if (!v) {
+    return std::nullopt;
+  }
+  if (v->is_string() && !v->as_string().empty()) {
+    return std::string(v->as_string());
+  }
+  if (v->is_int64()) {
+    return std::to_string(v->as_int64());
+  }
+  if (v->is_uint64()) {
+    return std::to_string(v->as_uint64());
+  }
+  return std::nullopt;
+}
+
+// {detail: [{loc: [...], msg, type}]} → "image_url: msg; …"
+std::string detail_text(const json::array& detail)
+{
+  std::string out;
+  for (const auto& d : detail) {
+    std::string loc;
+    if (const auto* l = field(d, "loc"); l && l->is_array()) {
+      for (const auto& part : l->as_array()) {
+        if (part.is_string() && part.as_string() != "body") {
+          loc += (loc.empty() ? "" : ".") + std::string(part.as_string());
+        } else if (part.is_int64()) {
+          loc += fmt::format("[{}]", part.as_int64());
+        }
+      }
+    }
+    std::string msg;
+    if (const auto* m = field(d, "msg"); m && m->is_string()) {
+      msg = std::string(m->as_string());
+    }
+    if (!out.empty()) {
+      out += "; ";
+    }
+    out += loc.empty() ? msg : loc + ": " + msg;
+  }
+  return out;
+}
+
+std::optional<std::int64_t> parse_int(std::string_view s)
+{
+  std::int64_t v = 0;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size()) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+CallError transport_error(const TransportError& e, bool is_create)
+{
+  CallError out;
+  out.message = clip(e.message);
+  switch (e.kind) {
+  case TransportFailure::not_sent:
+    out.cls = is_create ? CallClass::safe_retry : CallClass::transient;
+    break;
+  default:
+    // Sent, and no complete answer: a create may have been billed.
+    out.cls = is_create ? CallClass::ambiguous : CallClass::transient;
+    break;
+  }
+  return out;
+}
+
+CallError http_error(const HttpResponse& r, bool is_create)
+{
+  CallError out;
+  out.http_status = r.status;
+  out.message = error_text(r.status, r.body);
+  if (auto ra = r.header("Retry-After")) {
+    out.retry_after = parse_retry_after(*ra);
+  }
+  const int s = r.status;
+  if (s == 401 || s == 402 || s == 403) {
+    out.cls = CallClass::account;
+  } else if (s == 429 || s == 502 || s == 503) {
+    out.cls = is_create ? CallClass::safe_retry : CallClass::transient;
+  } else if (s >= 500) {
+    // 500 and 504 (and anything else 5xx): the provider may have accepted the work first.
+    out.cls = is_create ? CallClass::ambiguous : CallClass::transient;
+  } else if (s == 408) {
+    out.cls = is_create ? CallClass::ambiguous : CallClass::transient;
+  } else {
+    out.cls = CallClass::job_error;
+  }
+  return out;
+}
+
+} // namespace
+
+std::string error_text(int status, std::string_view body)
+{
+  if (auto v = parse_json(body)) {
+    if (const auto* m = field(*v, "message"); m && m->is_string() && !m->as_string().empty()) {
+      return clip(std::string(m->as_string()));
+    }
+    if (const auto* e = field(*v, "error")) {
+      if (const auto* m = field(*e, "message"); m && m->is_string()) {
+        return clip(std::string(m->as_string()));
+      }
+      if (e->is_string()) {
+        return clip(std::string(e->as_string()));
+      }
+    }
+    if (const auto* d = field(*v, "detail")) {
+      if (d->is_array()) {
+        return clip(detail_text(d->as_array()));
+      }
+      if (d->is_string()) {
+        return clip(std::string(d->as_string()));
+      }
+    }
+  }
+  return fmt::format("HTTP {}", status);
+}
+
+std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value)
+{
+  while (!value.empty() && value.front() == ' ') {
+    value.remove_prefix(1);
+  }
+  while (!value.empty() && value.back() == ' ') {
+    value.remove_suffix(1);
+  }
+  if (auto n = parse_int(value)) {
+    if (*n < 0) {
+      return std::nullopt;
+    }
+    return std::chrono::milliseconds(std::min<std::int64_t>(*n, 86400) * 1000);
+  }
+  double d = 0;
+  auto r = std::from_chars(value.data(), value.data() + value.size(), d);
+  if (r.ec == std::errc() && r.ptr == value.data() + value.size() && d >= 0 && d < 86400) {
+    return std::chrono::milliseconds(static_cast<std::int64_t>(d * 1000));
+  }
+  // HTTP-date, e.g. "Sun, 22 Nov 2026 05:40:01 GMT".
+  std::tm tm{};
+  std::string s(value);
+  if (strptime(s.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm)) {
+    const auto when = std::chrono::system_clock::from_time_t(timegm(&tm));
+    auto delta = std::chrono::duration_cast<std::chrono::milliseconds>(when - std::chrono::system_clock::now());
+    return std::clamp(delta, std::chrono::milliseconds(0), std::chrono::milliseconds(86400 * 1000));
+  }
+  return std::nullopt;
+}
+
+Result<GenerationStatus> parse_status(std::string_view body)
+{
+  auto v = parse_json(body);
+  if (!v) {
+    return make_error("malformed", "the status response is not valid JSON");
+  }
+  if (!v->is_object()) {
+    return make_error("malformed", "the status response is not a JSON object");
+  }
+  const auto* st = field(*v, "status");
+  if (!st || !st->is_string()) {
+    return make_error("malformed", "the status response has no string \"status\"");
+  }
+  GenerationStatus g;
+  g.status = clip(std::string(st->as_string()), 64);
+  const std::string& s = g.status;
+  if (s == "completed" || s == "succeeded" || s == "success") {
+    g.kind = GenerationStatus::Kind::completed;
+    if (const auto* video = field(*v, "video"); video && video->is_object()) {
+      if (const auto* url = field(*video, "url"); url && url->is_string() && !url->as_string().empty()) {
+        g.video_url = std::string(url->as_string());
+      }
+      if (const auto* size = field(*video, "file_size")) {
+        if (size->is_int64() && size->as_int64() >= 0) {
+          g.file_size = size->as_int64();
+        } else if (size->is_uint64()) {
+          g.file_size = static_cast<std::int64_t>(size->as_uint64());
+        }
+      }
+    } else if (const auto* video = field(*v, "video"); video && video->is_array() && !video->as_array().empty()) {
+      // Some clients see a list of videos; take the first.
+      const auto& first = video->as_array().front();
+      if (const auto* url = field(first, "url"); url && url->is_string() && !url->as_string().empty()) {
+        g.video_url = std::string(url->as_string());
+      }
+    }
+  } else if (s == "error" || s == "failed" || s == "failure") {
+    g.kind = GenerationStatus::Kind::failed;
+    std::string msg;
+    if (const auto* e = field(*v, "error"); e && !e->is_null()) {
+      if (e->is_string()) {
+        msg = std::string(e->as_string());
+      } else {
+        std::string name, message;
+        if (const auto* n = field(*e, "name"); n && n->is_string()) name = std::string(n->as_string());
+        if (const auto* m = field(*e, "message"); m && m->is_string()) message = std::string(m->as_string());
+        msg = name.empty() ? message : message.empty() ? name : name + ": " + message;
+      }
+    }
+    if (msg.empty()) {
+      if (const auto* d = field(*v, "detail"); d && d->is_array()) {
+        msg = detail_text(d->as_array());
+      }
+    }
+    g.error_message = clip(msg.empty() ? std::string("the provider reported status ") + s : msg);
+  } else {
+    g.kind = GenerationStatus::Kind::working;
+    g.known_status = s == "queued" || s == "waiting" || s == "active" || s == "processing" || s == "generating"
+                     || s == "pending" || s == "in_progress";
+  }
+  return g;
+}
+
+CreateResult classify_create(const Result<HttpResponse, TransportError>& r)
+{
+  CreateResult out;
+  if (!r) {
+    out.outcome = transport_error(r.error(), true);
+    return out;
+  }
+  const HttpResponse& resp = *r;
+  if (auto h = resp.header("x-inference-id"); h && !h->empty()) {
+    out.inference_id = *h;
+  }
+  if (auto h = resp.header("x-aimlapi-credits-used")) {
+    out.credits = parse_int(*h);
+  }
+  if (auto h = resp.header("x-aimlapi-usd-spent")) {
+    double d = 0;
+    auto res = std::from_chars(h->data(), h->data() + h->size(), d);
+    if (res.ec == std::errc() && d >= 0) {
+      out.usd = d;
+    }
+  }
+  if (resp.status < 200 || resp.status >= 300) {
+    out.outcome = http_error(resp, true);
+    return out;
+  }
+  auto v = parse_json(resp.body);
+  if (v) {
+    out.generation_id = string_or_number(field(*v, "id"));
+    if (!out.generation_id) {
+      out.generation_id = string_or_number(field(*v, "generation_id"));
+    }
+    if (const auto* st = field(*v, "status"); st && st->is_string()) {
+      out.provider_status = clip(std::string(st->as_string()), 64);
+    }
+  }
+  if (!out.generation_id && out.inference_id) {
+    // The body is unusable but the tracing header names the generation.
+    out.generation_id = out.inference_id;
+  }
+  if (!out.generation_id) {
+    // Accepted (2xx: billed) but we cannot tell which generation: ambiguous.
+    out.outcome.cls = CallClass::ambiguous;
+    out.outcome.http_status = resp.status;
+    out.outcome.message = v ? "the create response has no generation id" : "the create response is not valid JSON";
+    return out;
+  }
+  out.outcome.cls = CallClass::ok;
+  out.outcome.http_status = resp.status;
+  return out;
+}
+
+PollResult classify_poll(const Result<HttpResponse, TransportError>& r)
+{
+  PollResult out;
+  if (!r) {
+    out.outcome = transport_error(r.error(), false);
+    return out;
+  }
+  if (r->status < 200 || r->status >= 300) {
+    out.outcome = http_error(*r, false);
+    return out;
+  }
+  auto st = parse_status(r->body);
+  if (!st) {
+    out.outcome.cls = CallClass::transient;
+    out.outcome.http_status = r->status;
+    out.outcome.message = st.error().message;
+    return out;
+  }
+  out.outcome.cls = CallClass::ok;
+  out.outcome.http_status = r->status;
+  out.status = std::move(*st);
+  return out;
+}
+
+ProviderClient::ProviderClient(HttpClient& http, Options options) : m_http(http), m_options(std::move(options)) {}
+
+std::string ProviderClient::endpoint(common::Family family) const
+{
+  return m_options.base_url
+         + (family == common::Family::legacy ? "/v2/generate/video/kling/generation" : "/v2/video/generations");
+}
+
+boost::asio::awaitable<CreateResult> ProviderClient::create(common::Family family, std::string body,
+                                                            std::string client_request_id)
+{
+  HttpRequest req;
+  req.method = "POST";
+  req.url = endpoint(family);
+  req.headers = {{"Authorization", "Bearer " + m_options.api_key},
+                 {"Content-Type", "application/json"},
+                 {"Accept", "application/json"},
+                 {"X-Client-Request-Id", client_request_id}};
+  req.body = std::move(body);
+  req.timeout = m_options.timeout;
+  req.idempotent = false;
+  auto r = co_await m_http.request(std::move(req));
+  co_return classify_create(r);
+}
+
+boost::asio::awaitable<PollResult> ProviderClient::poll(common::Family family, std::string generation_id)
+{
+  HttpRequest req;
+  req.method = "GET";
+  req.url = endpoint(family) + "?generation_id="
+            + boost::urls::encode(generation_id, boost::urls::unreserved_chars);
+  req.headers = {{"Authorization", "Bearer " + m_options.api_key}, {"Accept", "application/json"}};
+  req.timeout = m_options.timeout;
+  req.idempotent = true;
+  auto r = co_await m_http.request(std::move(req));
+  co_return classify_poll(r);
+}
+
+} // namespace klingd::provider

@@ -1,0 +1,104 @@
+// ProviderClient: the AI/ML API's video endpoints as klingd uses them —
+// create and status for both endpoint families, with every outcome classified
+// the way SPEC §3.2 and §3.4 need (who may retry, what is ambiguous, what is
+// the account's fault). Parsing and classification are pure functions.
+#pragma once
+
+#include "common/catalog.hpp"
+#include "common/result.hpp"
+#include "daemon/provider/http_client.hpp"
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+namespace klingd::provider {
+
+// How a create or poll call ended.
+enum class CallClass {
+  ok,          // 2xx with a usable body
+  safe_retry,  // provably not accepted: nothing sent, 429, 502, 503 — retry
+  ambiguous,   // create only: sent, no usable answer (reset, timeout, 500, 504) — may have been billed
+  transient,   // poll only: network, 5xx, 429, malformed body — retry later
+  job_error,   // 400/404/422 (and other 4xx): the request itself is refused
+  account,     // 401/402/403: the key or the account, not the job
+};
+std::string_view to_string(CallClass c);
+
+struct CallError
+{
+  CallClass cls = CallClass::ok;
+  std::string message;          // never contains the API key
+  std::optional<int> http_status;
+  std::optional<std::chrono::milliseconds> retry_after; // from Retry-After
+};
+
+struct CreateResult
+{
+  CallError outcome;                      // cls == ok on success
+  std::optional<std::string> generation_id;
+  std::optional<std::string> provider_status;
+  std::optional<std::string> inference_id; // x-inference-id
+  std::optional<std::int64_t> credits;     // x-aimlapi-credits-used
+  std::optional<double> usd;               // x-aimlapi-usd-spent
+};
+
+// What a status object says (PROVIDER.md "Status object").
+struct GenerationStatus
+{
+  enum class Kind { working, completed, failed };
+  Kind kind = Kind::working;
+  std::string status;                    // as the provider wrote it
+  bool known_status = true;              // false: an unknown value, treated as working
+  std::optional<std::string> video_url;  // when completed
+  std::optional<std::int64_t> file_size; // video.file_size when given
+  std::string error_message;             // when failed: from {name, message} or {detail: [...]}
+};
+
+struct PollResult
+{
+  CallError outcome;
+  std::optional<GenerationStatus> status;
+};
+
+// Parses a status object; Error when the body is not JSON or has no usable status.
+Result<GenerationStatus> parse_status(std::string_view body);
+// Classifies a create response or transport failure (SPEC §3.2).
+CreateResult classify_create(const Result<HttpResponse, TransportError>& r);
+// Classifies a poll response or transport failure (SPEC §3.3/3.4).
+PollResult classify_poll(const Result<HttpResponse, TransportError>& r);
+// The provider's error text from an error body ({message}, {error:{message}},
+// {detail:[{loc,msg}]}), cut to a sane length; falls back to "HTTP <status>".
+std::string error_text(int status, std::string_view body);
+// Retry-After as seconds or an HTTP date; nullopt when absent or unreadable.
+std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value);
+
+class ProviderClient
+{
+public:
+  struct Options
+  {
+    std::string base_url;  // e.g. https://api.aimlapi.com (no trailing slash)
+    std::string api_key;
+    std::chrono::milliseconds timeout{30000};
+  };
+  ProviderClient(HttpClient& http, Options options);
+
+  void set_options(Options options) { m_options = std::move(options); }
+  bool has_key() const { return !m_options.api_key.empty(); }
+
+  // POST the (already normalised) body to the model's family endpoint with
+  // X-Client-Request-Id. Not retried internally: a retry is the engine's call.
+  boost::asio::awaitable<CreateResult> create(common::Family family, std::string body, std::string client_request_id);
+  // GET the status of `generation_id` (URL-encoded: ids contain ':' and '/').
+  boost::asio::awaitable<PollResult> poll(common::Family family, std::string generation_id);
+
+  // The endpoint URL for a family ("…/v2/video/generations" or "…/v2/generate/video/kling/generation").
+  std::string endpoint(common::Family family) const;
+
+private:
+  HttpClient& m_http;
+  Options m_options;
+};
+
+} // namespace klingd::provider

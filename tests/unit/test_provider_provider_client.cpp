@@ -1,0 +1,145 @@
+#include "daemon/provider/provider_client.hpp"
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+using namespace klingd;
+using namespace klingd::provider;
+
+namespace {
+Result<HttpResponse, TransportError> resp(int status, std::string body,
+                                          std::vector<std::pair<std::string, std::string>> headers = {})
+{
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  r.headers = std::move(headers);
+  return r;
+}
+Result<HttpResponse, TransportError> fail(TransportFailure kind)
+{
+  return TransportError{kind, "boom"};
+}
+} // namespace
+
+TEST_CASE("provider: create outcomes are classified as SPEC §3.2 requires")
+{
+  CHECK(classify_create(resp(200, R"({"id":"abc:kling-video/v1/pro","status":"queued"})")).outcome.cls == CallClass::ok);
+  CHECK(classify_create(resp(201, R"({"id":"abc","status":"queued"})")).outcome.cls == CallClass::ok);
+  // Nothing reached the provider, or it provably did not accept: safe to re-send.
+  CHECK(classify_create(fail(TransportFailure::not_sent)).outcome.cls == CallClass::safe_retry);
+  CHECK(classify_create(resp(429, "{}")).outcome.cls == CallClass::safe_retry);
+  CHECK(classify_create(resp(502, "{}")).outcome.cls == CallClass::safe_retry);
+  CHECK(classify_create(resp(503, "{}")).outcome.cls == CallClass::safe_retry);
+  // Sent without a usable answer: may have been billed.
+  CHECK(classify_create(fail(TransportFailure::sent_no_answer)).outcome.cls == CallClass::ambiguous);
+  CHECK(classify_create(fail(TransportFailure::bad_response)).outcome.cls == CallClass::ambiguous);
+  CHECK(classify_create(fail(TransportFailure::body_too_large)).outcome.cls == CallClass::ambiguous);
+  CHECK(classify_create(resp(500, "{}")).outcome.cls == CallClass::ambiguous);
+  CHECK(classify_create(resp(504, "{}")).outcome.cls == CallClass::ambiguous);
+  CHECK(classify_create(resp(200, "not json")).outcome.cls == CallClass::ambiguous);
+  CHECK(classify_create(resp(200, R"({"status":"queued"})")).outcome.cls == CallClass::ambiguous);
+  // ...unless the tracing header names the generation.
+  auto via_header = classify_create(resp(200, "garbage", {{"x-inference-id", "gen-1"}}));
+  CHECK(via_header.outcome.cls == CallClass::ok);
+  CHECK(via_header.generation_id == "gen-1");
+  // The request or the account.
+  CHECK(classify_create(resp(400, R"({"message":"Invalid enum value"})")).outcome.cls == CallClass::job_error);
+  CHECK(classify_create(resp(404, "{}")).outcome.cls == CallClass::job_error);
+  CHECK(classify_create(resp(422, "{}")).outcome.cls == CallClass::job_error);
+  CHECK(classify_create(resp(401, "{}")).outcome.cls == CallClass::account);
+  CHECK(classify_create(resp(402, "{}")).outcome.cls == CallClass::account);
+  CHECK(classify_create(resp(403, "{}")).outcome.cls == CallClass::account);
+}
+
+TEST_CASE("provider: create success reads id (string or number), status and cost headers")
+{
+  auto r = classify_create(resp(200, R"({"id":123456789012345,"status":"waiting"})",
+                                {{"X-Aimlapi-Credits-Used", "2100"}, {"x-aimlapi-usd-spent", "0.28"}, {"x-inference-id", "123456789012345"}}));
+  REQUIRE(r.outcome.cls == CallClass::ok);
+  CHECK(r.generation_id == "123456789012345");
+  CHECK(r.provider_status == "waiting");
+  CHECK(r.credits == 2100);
+  CHECK(r.usd == doctest::Approx(0.28));
+  CHECK(r.inference_id == "123456789012345");
+}
+
+TEST_CASE("provider: error messages come from every documented shape")
+{
+  CHECK(error_text(400, R"({"message":"Invalid enum value. Expected 5 | 10, received 7","path":"/v2/video/generations","statusCode":400})")
+        == "Invalid enum value. Expected 5 | 10, received 7");
+  CHECK(error_text(400, R"({"detail":[{"loc":["body","image_url"],"msg":"field required","type":"value_error.missing"}]})")
+        == "image_url: field required");
+  CHECK(error_text(400, R"({"error":{"name":"BadRequest","message":"nope"}})") == "nope");
+  CHECK(error_text(502, "<html>bad gateway</html>") == "HTTP 502");
+  CHECK(error_text(400, std::string(5000, 'x')).size() < 20);
+  auto long_msg = error_text(400, "{\"message\":\"" + std::string(5000, 'y') + "\"}");
+  CHECK(long_msg.size() < 600);
+}
+
+TEST_CASE("provider: status objects in every documented and seen shape")
+{
+  auto working = parse_status(R"({"id":"x","status":"generating","video":null,"error":null})");
+  REQUIRE(working.ok());
+  CHECK(working->kind == GenerationStatus::Kind::working);
+  CHECK(working->known_status);
+  for (const char* s : {"queued", "waiting", "active", "processing"}) {
+    auto st = parse_status(fmt::format(R"({{"status":"{}"}})", s));
+    REQUIRE(st.ok());
+    CHECK(st->kind == GenerationStatus::Kind::working);
+    CHECK(st->known_status);
+  }
+  auto odd = parse_status(R"({"status":"dreaming"})");
+  REQUIRE(odd.ok());
+  CHECK(odd->kind == GenerationStatus::Kind::working);
+  CHECK_FALSE(odd->known_status);
+
+  auto done = parse_status(R"({"id":"x","status":"completed","video":{"url":"https://cdn.example/v.mp4?ksTime=1","content_type":"video/mp4","file_size":11664920}})");
+  REQUIRE(done.ok());
+  CHECK(done->kind == GenerationStatus::Kind::completed);
+  CHECK(done->video_url == "https://cdn.example/v.mp4?ksTime=1");
+  CHECK(done->file_size == 11664920);
+  auto done_no_url = parse_status(R"({"status":"completed","video":null})");
+  REQUIRE(done_no_url.ok());
+  CHECK(done_no_url->kind == GenerationStatus::Kind::completed);
+  CHECK_FALSE(done_no_url->video_url);
+
+  auto err1 = parse_status(R"({"status":"error","error":{"name":"ModerationError","message":"prompt rejected"}})");
+  REQUIRE(err1.ok());
+  CHECK(err1->kind == GenerationStatus::Kind::failed);
+  CHECK(err1->error_message == "ModerationError: prompt rejected");
+  auto err2 = parse_status(R"({"status":"failed","detail":[{"loc":["body","image_url"],"msg":"bad image","type":"x"}]})");
+  REQUIRE(err2.ok());
+  CHECK(err2->error_message == "image_url: bad image");
+  auto err3 = parse_status(R"({"status":"error"})");
+  REQUIRE(err3.ok());
+  CHECK(err3->error_message.find("error") != std::string::npos);
+
+  CHECK_FALSE(parse_status("{not json").ok());
+  CHECK_FALSE(parse_status("[1,2]").ok());
+  CHECK_FALSE(parse_status(R"({"status": 5})").ok());
+  CHECK_FALSE(parse_status(R"({"id":"x"})").ok());
+}
+
+TEST_CASE("provider: poll outcomes")
+{
+  CHECK(classify_poll(resp(200, R"({"status":"queued"})")).outcome.cls == CallClass::ok);
+  CHECK(classify_poll(resp(200, "{garbage")).outcome.cls == CallClass::transient);
+  CHECK(classify_poll(resp(500, "{}")).outcome.cls == CallClass::transient);
+  CHECK(classify_poll(resp(429, "{}", {{"Retry-After", "7"}})).outcome.retry_after == std::chrono::milliseconds(7000));
+  CHECK(classify_poll(fail(TransportFailure::sent_no_answer)).outcome.cls == CallClass::transient);
+  CHECK(classify_poll(resp(404, "{}")).outcome.cls == CallClass::job_error);
+  CHECK(classify_poll(resp(401, "{}")).outcome.cls == CallClass::account);
+}
+
+TEST_CASE("provider: Retry-After as seconds, fractions or an HTTP date")
+{
+  CHECK(parse_retry_after("120") == std::chrono::milliseconds(120000));
+  CHECK(parse_retry_after(" 2 ") == std::chrono::milliseconds(2000));
+  CHECK(parse_retry_after("0.5") == std::chrono::milliseconds(500));
+  CHECK_FALSE(parse_retry_after("soon"));
+  CHECK_FALSE(parse_retry_after("-4"));
+  auto past = parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT");
+  REQUIRE(past);
+  CHECK(*past == std::chrono::milliseconds(0));
+}
