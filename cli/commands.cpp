@@ -22,6 +22,9 @@ std::string str(const json::value& v)
   if (v.is_null()) {
     return "-";
   }
+  if (v.is_double()) {
+    return fmt::format("{}", v.get_double()); // 100000, 0.6: not JSON's 1E5, 6E-1
+  }
   return json::serialize(v);
 }
 
@@ -191,7 +194,11 @@ int cmd_show(Session& s, const std::string& id)
     row("sha256", field(o, "sha256"));
   }
   if (auto* c = j.if_contains("cost"); c && c->is_object()) {
-    row("cost", fmt::format("${} ({} credits)", field(c->get_object(), "usd"), field(c->get_object(), "credits")));
+    const auto& cost = c->get_object();
+    auto usd = cost.if_contains("usd");
+    row("cost", fmt::format("{} ({} credits)",
+                            usd && usd->is_number() ? fmt::format("${:.2f}", usd->to_number<double>()) : "-",
+                            field(cost, "credits")));
   }
   row("created", field(j, "created_at"));
   row("updated", field(j, "updated_at"));

@@ -274,7 +274,11 @@ asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, Local
     stream.expires_after(k_header_timeout);
     auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, k_tuple);
     if (hec) {
-      if (hec == http::error::header_limit) {
+      if (hec == http::error::body_limit) {
+        // Content-Length over body_limit is caught while parsing the header.
+        co_await refuse(ApiError::payload_too_large,
+                        fmt::format("request body is over the limit of {} bytes (socket.max_body_bytes)", max_body));
+      } else if (hec == http::error::header_limit) {
         co_await refuse(ApiError::headers_too_large, fmt::format("request header larger than {} bytes", k_header_limit));
       } else if (hec == beast::error::timeout) {
         co_await refuse(ApiError::request_timeout, fmt::format("request header not received within {} s",

@@ -120,7 +120,7 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 class Klingd:
     """One klingd process with its own config, state and socket in a temporary directory."""
 
-    def __init__(self, config_overrides=None, fake=None, fake_args=("--queued-s", "0.05", "--processing-s", "0.1"),
+    def __init__(self, config_overrides=None, fake=None, fake_args=("--queued-s", "0.05", "--generating-s", "0.1"),
                  tls=False, api_key="test-key", workdir=None, start=True, env=None):
         self.workdir = workdir or tempfile.mkdtemp(prefix="klingd-it-")
         self.socket_path = os.path.join(self.workdir, "run", "klingd.sock")
@@ -134,6 +134,7 @@ class Klingd:
         self._own_fake = fake is None
         if fake is None:
             tls_files = fakeprov.make_tls(os.path.join(self.workdir, "tls")) if tls else None
+            os.makedirs(os.path.join(self.workdir, "fake"), exist_ok=True)
             fake = fakeprov.FakeProvider(args=list(fake_args), tls=tls_files, api_key=api_key,
                                          workdir=os.path.join(self.workdir, "fake"))
         self.fake = fake
@@ -311,10 +312,11 @@ class Klingd:
         out = []
         try:
             conn.request("GET", f"/v1/events?since={since}")
+            # Without `stop`, a pause of 0.5 s means the replay is over.
+            conn.sock.settimeout(0.5 if stop is None else timeout)
             r = conn.getresponse()
             assert r.status == 200, r.status
             deadline = time.monotonic() + timeout
-            conn.sock.settimeout(0.5 if stop is None else timeout)
             while time.monotonic() < deadline:
                 try:
                     line = r.readline()
