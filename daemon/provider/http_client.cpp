@@ -314,15 +314,17 @@ struct HttpClient::Impl
   {
     // The resolver has no expiry of its own; a timer cancels it. (A getaddrinfo already
     // running finishes first: the system resolver's own timeouts bound that.)
-    tcp::resolver resolver(ex);
+    // Shared with the timer's handler: an expiry queued just as the resolve completes may
+    // run after this frame is gone.
+    auto resolver = std::make_shared<tcp::resolver>(ex);
     asio::steady_timer timer(ex);
     timer.expires_at(deadline);
-    timer.async_wait([&resolver](beast::error_code ec) {
+    timer.async_wait([resolver](beast::error_code ec) {
       if (!ec) {
-        resolver.cancel();
+        resolver->cancel();
       }
     });
-    auto [rec, endpoints] = co_await resolver.async_resolve(t.host, t.port, k_use_tuple);
+    auto [rec, endpoints] = co_await resolver->async_resolve(t.host, t.port, k_use_tuple);
     const bool resolve_timed_out = Clock::now() >= deadline;
     timer.cancel();
     if (rec) {

@@ -106,6 +106,7 @@ public:
   };
 
   // Throws if ca_file is set and cannot be loaded (a config error, caught in main).
+  // Destroy only when no request is in flight (close_all() and let them finish first).
   HttpClient(boost::asio::any_io_executor ex, Options options);
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
