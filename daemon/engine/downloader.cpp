@@ -1,0 +1,673 @@
+// Downloader implementation. Body bytes are written to the .part on the loop thread as they
+// arrive (page-cache writes, bounded by the 64 KiB pieces HttpClient hands over); the calls
+// that may block for long on a big file — fsync of the file and of its directory, and
+// re-hashing an existing .part prefix on resume — run on a one-thread pool and co_await back.
+#include "daemon/engine/downloader.hpp"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url.hpp>
+
+#include <openssl/evp.h>
+
+#include <fmt/format.h>
+
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <system_error>
+#include <type_traits>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace klingd::engine {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using provider::HttpRequest;
+using provider::HttpResponse;
+using provider::TransportFailure;
+
+namespace {
+
+constexpr int k_max_redirects = 3;
+// 416/mismatched Content-Range restarts from zero; a second one in one fetch is a broken server.
+constexpr int k_max_restarts = 1;
+
+std::string errno_text(int err)
+{
+  return std::error_code(err, std::system_category()).message();
+}
+
+// Owns a file descriptor; closing errors are ignored (fsync already reported them).
+class File
+{
+public:
+  File() = default;
+  explicit File(int fd) : m_fd(fd) {}
+  ~File() { close(); }
+  File(File&& other) noexcept : m_fd(std::exchange(other.m_fd, -1)) {}
+  File& operator=(File&& other) noexcept
+  {
+    close();
+    m_fd = std::exchange(other.m_fd, -1);
+    return *this;
+  }
+  int fd() const { return m_fd; }
+  bool is_open() const { return m_fd >= 0; }
+  void close()
+  {
+    if (m_fd >= 0) {
+      ::close(m_fd);
+      m_fd = -1;
+    }
+  }
+
+private:
+  int m_fd = -1;
+};
+
+class Sha256
+{
+public:
+  Sha256() : m_ctx(EVP_MD_CTX_new()) { reset(); }
+  ~Sha256() { EVP_MD_CTX_free(m_ctx); }
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void reset()
+  {
+    if (!m_ctx || EVP_DigestInit_ex(m_ctx, EVP_sha256(), nullptr) != 1) {
+      throw std::runtime_error("SHA-256 init failed");
+    }
+  }
+  void update(std::string_view data) { EVP_DigestUpdate(m_ctx, data.data(), data.size()); }
+  std::string hex()
+  {
+    std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(m_ctx, digest.data(), &len);
+    std::string out;
+    for (unsigned int i = 0; i < len; ++i) {
+      out += fmt::format("{:02x}", digest[i]);
+    }
+    return out;
+  }
+
+private:
+  EVP_MD_CTX* m_ctx;
+};
+
+std::optional<std::uint64_t> parse_u64(std::string_view text)
+{
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
+    text.remove_prefix(1);
+  }
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
+    text.remove_suffix(1);
+  }
+  std::uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+struct ContentRange
+{
+  std::optional<std::uint64_t> first; // nullopt for "bytes */total"
+  std::uint64_t last = 0;
+  std::optional<std::uint64_t> total; // nullopt for ".../*"
+};
+
+// "bytes 100-199/200", "bytes 100-199/*", "bytes */200".
+std::optional<ContentRange> parse_content_range(std::string_view text)
+{
+  constexpr std::string_view prefix = "bytes ";
+  if (text.substr(0, prefix.size()) != prefix) {
+    return std::nullopt;
+  }
+  text.remove_prefix(prefix.size());
+  const auto slash = text.find('/');
+  if (slash == std::string_view::npos) {
+    return std::nullopt;
+  }
+  ContentRange out;
+  const auto range = text.substr(0, slash);
+  const auto total = text.substr(slash + 1);
+  if (total != "*") {
+    out.total = parse_u64(total);
+    if (!out.total) {
+      return std::nullopt;
+    }
+  }
+  if (range != "*") {
+    const auto dash = range.find('-');
+    if (dash == std::string_view::npos) {
+      return std::nullopt;
+    }
+    out.first = parse_u64(range.substr(0, dash));
+    const auto last = parse_u64(range.substr(dash + 1));
+    if (!out.first || !last || *last < *out.first) {
+      return std::nullopt;
+    }
+    out.last = *last;
+  }
+  return out;
+}
+
+std::optional<std::chrono::seconds> parse_retry_after(const HttpResponse& head)
+{
+  // Delta seconds only; an HTTP-date is rare from CDNs and the engine has its own backoff.
+  if (auto value = head.header("Retry-After")) {
+    if (auto secs = parse_u64(*value)) {
+      return std::chrono::seconds(std::min<std::uint64_t>(*secs, 86400));
+    }
+  }
+  return std::nullopt;
+}
+
+bool is_redirect(int status)
+{
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+// Checks the scheme policy; the message names the host only.
+std::optional<std::string> refuse_url(std::string_view url, bool allow_http, bool redirected)
+{
+  auto parsed = boost::urls::parse_uri(url);
+  if (!parsed) {
+    return redirected ? "redirect to an invalid URL" : "invalid video URL";
+  }
+  const auto scheme = parsed->scheme_id();
+  if (scheme == boost::urls::scheme::https) {
+    return std::nullopt;
+  }
+  if (scheme == boost::urls::scheme::http) {
+    if (allow_http) {
+      return std::nullopt;
+    }
+    return fmt::format("{}http URL refused (host {}; download.allow_http is false)",
+                       redirected ? "redirect to " : "", std::string_view(parsed->host()));
+  }
+  return fmt::format("{}unsupported URL scheme '{}'", redirected ? "redirect to " : "",
+                     std::string_view(parsed->scheme()));
+}
+
+std::string host_of(std::string_view url)
+{
+  auto parsed = boost::urls::parse_uri(url);
+  return parsed ? std::string(parsed->host()) : std::string("?");
+}
+
+} // namespace
+
+std::string_view to_string(DownloadStatus status)
+{
+  switch (status) {
+  case DownloadStatus::ok: return "ok";
+  case DownloadStatus::url_expired: return "url_expired";
+  case DownloadStatus::transient: return "transient";
+  case DownloadStatus::fatal: return "fatal";
+  }
+  return "unknown";
+}
+
+struct Downloader::Impl
+{
+  Impl(provider::HttpClient& h, asio::any_io_executor e) : http(h), ex(std::move(e)) {}
+  ~Impl() { pool.join(); }
+
+  provider::HttpClient& http;
+  asio::any_io_executor ex;
+  asio::thread_pool pool{1};
+
+  // Runs a blocking call on the worker thread and resumes the awaiting coroutine on its own
+  // executor. A plain initiation rather than co_spawn: fewer coroutine frames, and `work`
+  // must be trivially destructible anyway (see the directory fsync below).
+  template <class F>
+  auto offload(F fn)
+  {
+    return asio::async_initiate<decltype(asio::use_awaitable), void(Result<Ok>)>(
+      [this](auto handler, F work) {
+        asio::post(pool, [handler = std::move(handler), work = std::move(work)]() mutable {
+          Result<Ok> result = Ok{};
+          try {
+            result = work();
+          } catch (const std::exception& e) {
+            result = make_error("io", e.what());
+          }
+          auto ex = asio::get_associated_executor(handler);
+          asio::dispatch(ex, [handler = std::move(handler), result = std::move(result)]() mutable {
+            std::move(handler)(std::move(result));
+          });
+        });
+      },
+      asio::use_awaitable, std::move(fn));
+  }
+
+  asio::awaitable<DownloadOutcome> fetch(DownloadTask task);
+};
+
+namespace {
+
+// The state of one fetch, shared by the head and chunk callbacks.
+struct Transfer
+{
+  File file;
+  Sha256 sha;
+  std::uint64_t have = 0; // bytes in the .part (and hashed)
+  std::array<char, 8> magic{};
+  std::optional<std::uint64_t> total; // full length the server announced
+  // Set by a callback when it decides the outcome; otherwise the exchange's result rules.
+  std::optional<DownloadOutcome> verdict;
+  std::optional<std::string> redirect_to;
+  bool restart = false;
+
+  void note_magic(std::string_view data, std::uint64_t at)
+  {
+    for (std::size_t i = 0; i < data.size() && at + i < magic.size(); ++i) {
+      magic[at + i] = data[i];
+    }
+  }
+  bool magic_ok() const { return std::memcmp(magic.data() + 4, "ftyp", 4) == 0; }
+
+  void decide(DownloadStatus status, std::string message, int http_status = 0)
+  {
+    DownloadOutcome out;
+    out.status = status;
+    out.message = std::move(message);
+    out.http_status = http_status;
+    verdict = std::move(out);
+  }
+
+  // Drops what is in the .part: a restart from byte zero.
+  Result<Ok> truncate()
+  {
+    if (::ftruncate(file.fd(), 0) != 0) {
+      return make_error("io", fmt::format("truncate .part: {}", errno_text(errno)));
+    }
+    sha.reset();
+    have = 0;
+    magic = {};
+    return Ok{};
+  }
+};
+
+// Reads the existing .part to rebuild the hash state and the magic bytes (worker thread).
+Result<Ok> rehash_prefix(int fd, std::uint64_t size, Transfer* t)
+{
+  std::vector<char> buf(1 << 20);
+  std::uint64_t done = 0;
+  while (done < size) {
+    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), size - done));
+    const auto n = ::pread(fd, buf.data(), want, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return make_error("io", fmt::format("read .part: {}", n < 0 ? errno_text(errno) : "short file"));
+    }
+    const std::string_view piece(buf.data(), static_cast<std::size_t>(n));
+    t->note_magic(piece, done);
+    t->sha.update(piece);
+    done += static_cast<std::uint64_t>(n);
+  }
+  t->have = size;
+  return Ok{};
+}
+
+Result<Ok> write_all(int fd, std::string_view data)
+{
+  while (!data.empty()) {
+    const auto n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return make_error("io", fmt::format("write .part: {}", errno_text(errno)));
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return Ok{};
+}
+
+Result<Ok> fsync_path_fd(int fd, const char* what)
+{
+  if (::fsync(fd) != 0) {
+    return make_error("io", fmt::format("fsync {}: {}", what, errno_text(errno)));
+  }
+  return Ok{};
+}
+
+} // namespace
+
+asio::awaitable<DownloadOutcome> Downloader::Impl::fetch(DownloadTask task)
+{
+  const fs::path part = fs::path(task.final_path).concat(".part");
+  // A transient or url_expired end keeps the .part for a Range resume, unless it is empty.
+  auto transient = [&part](std::string message) {
+    std::error_code size_ec;
+    if (fs::exists(part, size_ec) && fs::file_size(part, size_ec) == 0 && !size_ec) {
+      fs::remove(part, size_ec);
+    }
+    DownloadOutcome out;
+    out.status = DownloadStatus::transient;
+    out.message = std::move(message);
+    return out;
+  };
+  auto fatal = [&part](std::string message, int http_status = 0) {
+    std::error_code ignored;
+    fs::remove(part, ignored);
+    DownloadOutcome out;
+    out.status = DownloadStatus::fatal;
+    out.message = std::move(message);
+    out.http_status = http_status;
+    return out;
+  };
+
+  std::string url = task.url;
+  if (auto refused = refuse_url(url, task.allow_http, false)) {
+    co_return fatal(*refused);
+  }
+
+  std::error_code ec;
+  fs::create_directories(task.final_path.parent_path(), ec);
+  if (ec) {
+    co_return transient(fmt::format("create {}: {}", task.final_path.parent_path().string(), ec.message()));
+  }
+  auto transfer = std::make_unique<Transfer>();
+  Transfer& t = *transfer;
+  // O_APPEND: every write lands at the end, also after ftruncate(0) on a restart.
+  t.file = File(::open(part.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  if (!t.file.is_open()) {
+    co_return transient(fmt::format("open {}: {}", part.string(), errno_text(errno)));
+  }
+
+  // An existing .part is a previous attempt's prefix: hash it again and continue after it,
+  // unless it already breaks a limit.
+  struct stat st{};
+  if (::fstat(t.file.fd(), &st) != 0) {
+    co_return transient(fmt::format("stat {}: {}", part.string(), errno_text(errno)));
+  }
+  const auto existing = static_cast<std::uint64_t>(st.st_size);
+  if (existing > 0) {
+    const bool too_long = existing > task.max_bytes || (task.expected_size && existing > *task.expected_size);
+    Result<Ok> prefix = Ok{};
+    if (!too_long) {
+      File reader(::open(part.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!reader.is_open()) {
+        co_return transient(fmt::format("open {}: {}", part.string(), errno_text(errno)));
+      }
+      const int fd = reader.fd();
+      Transfer* tp = &t;
+      prefix = co_await offload([fd, existing, tp] { return rehash_prefix(fd, existing, tp); });
+      if (!prefix) {
+        co_return transient(prefix.error().message);
+      }
+    }
+    if (too_long || (t.have >= 8 && !t.magic_ok())) {
+      if (auto r = t.truncate(); !r) {
+        co_return transient(r.error().message);
+      }
+    }
+  }
+  const bool resuming_from_start = t.have > 0;
+
+  int redirects = 0;
+  int restarts = 0;
+  for (;;) {
+    t.verdict.reset();
+    t.redirect_to.reset();
+    t.restart = false;
+    t.total.reset();
+    const std::uint64_t asked_from = t.have;
+
+    HttpRequest req;
+    req.method = "GET";
+    req.url = url;
+    req.timeout = task.timeout;
+    req.idempotent = true;
+    // Identity: Content-Length and Range must count the bytes of the file itself.
+    req.headers.emplace_back("Accept-Encoding", "identity");
+    if (asked_from > 0) {
+      req.headers.emplace_back("Range", fmt::format("bytes={}-", asked_from));
+    }
+
+    int status_seen = 0;
+    auto on_head = [&](const HttpResponse& head) -> bool {
+      status_seen = head.status;
+      const int s = head.status;
+      if (is_redirect(s)) {
+        auto location = head.header("Location");
+        if (!location || location->empty()) {
+          t.decide(DownloadStatus::fatal, fmt::format("redirect {} without Location", s), s);
+          return false;
+        }
+        // Relative Locations resolve against the current URL.
+        auto base = boost::urls::parse_uri(url);
+        auto ref = boost::urls::parse_uri_reference(*location);
+        boost::urls::url resolved;
+        if (!base || !ref || !boost::urls::resolve(*base, *ref, resolved)) {
+          t.decide(DownloadStatus::fatal, "redirect to an invalid URL", s);
+          return false;
+        }
+        t.redirect_to = std::string(resolved.buffer());
+        return false;
+      }
+      if (s == 403 || s == 404 || s == 410) {
+        t.decide(DownloadStatus::url_expired, fmt::format("video URL answered HTTP {}", s), s);
+        return false;
+      }
+      if (s == 408 || s == 429 || s >= 500) {
+        t.decide(DownloadStatus::transient, fmt::format("video host answered HTTP {}", s), s);
+        t.verdict->retry_after = parse_retry_after(head);
+        return false;
+      }
+      if (s == 416 && asked_from > 0) {
+        // "bytes */N" with N == what we have: the .part was already complete.
+        auto range = head.header("Content-Range");
+        auto parsed = range ? parse_content_range(*range) : std::nullopt;
+        if (parsed && !parsed->first && parsed->total == asked_from) {
+          t.total = asked_from;
+        } else {
+          t.restart = true;
+        }
+        return false;
+      }
+      if (s == 200) {
+        if (asked_from > 0) {
+          // The server ignored Range: what comes is the whole file.
+          if (auto r = t.truncate(); !r) {
+            t.decide(DownloadStatus::transient, r.error().message, s);
+            return false;
+          }
+        }
+        if (auto length = head.header("Content-Length")) {
+          t.total = parse_u64(*length);
+          if (!t.total) {
+            t.decide(DownloadStatus::fatal, "invalid Content-Length", s);
+            return false;
+          }
+        }
+      } else if (s == 206 && asked_from > 0) {
+        auto range = head.header("Content-Range");
+        auto parsed = range ? parse_content_range(*range) : std::nullopt;
+        if (!parsed || !parsed->first) {
+          t.decide(DownloadStatus::fatal, "206 without a valid Content-Range", s);
+          return false;
+        }
+        if (*parsed->first != asked_from) {
+          t.restart = true; // a different range than asked: start over rather than splice
+          return false;
+        }
+        t.total = parsed->total;
+        if (!t.total) {
+          // Unknown total: the end of this range is the end of the file.
+          t.total = parsed->last + 1;
+        }
+      } else {
+        t.decide(DownloadStatus::fatal, fmt::format("unexpected HTTP {} for the video", s), s);
+        return false;
+      }
+      if (t.total && *t.total > task.max_bytes) {
+        t.decide(DownloadStatus::fatal,
+                 fmt::format("video is {} bytes, over download.max_bytes {}", *t.total, task.max_bytes), s);
+        return false;
+      }
+      if (t.total && task.expected_size && *t.total != *task.expected_size) {
+        t.decide(DownloadStatus::fatal,
+                 fmt::format("video length {} differs from the reported file_size {}", *t.total,
+                             *task.expected_size),
+                 s);
+        return false;
+      }
+      return true;
+    };
+
+    auto on_chunk = [&](std::string_view piece) -> Result<Ok> {
+      const std::uint64_t after = t.have + piece.size();
+      if (after > task.max_bytes) {
+        t.decide(DownloadStatus::fatal, fmt::format("video exceeds download.max_bytes {}", task.max_bytes),
+                 status_seen);
+        return make_error("too_large", t.verdict->message);
+      }
+      if ((task.expected_size && after > *task.expected_size) || (t.total && after > *t.total)) {
+        t.decide(DownloadStatus::fatal, "video longer than announced", status_seen);
+        return make_error("too_long", t.verdict->message);
+      }
+      const bool had_magic = t.have >= 8;
+      t.note_magic(piece, t.have);
+      if (!had_magic && after >= 8 && !t.magic_ok()) {
+        t.decide(DownloadStatus::fatal, "not an MP4 file (no ftyp box at offset 4)", status_seen);
+        return make_error("not_mp4", t.verdict->message);
+      }
+      if (auto r = write_all(t.file.fd(), piece); !r) {
+        t.decide(DownloadStatus::transient, r.error().message, status_seen);
+        return r;
+      }
+      t.sha.update(piece);
+      t.have = after;
+      return Ok{};
+    };
+
+    auto result = co_await http.stream(req, on_head, on_chunk);
+
+    if (t.verdict) {
+      DownloadOutcome out = *t.verdict;
+      out.bytes = t.have;
+      t.file.close();
+      if (out.status == DownloadStatus::fatal) {
+        co_return fatal(out.message, out.http_status);
+      }
+      DownloadOutcome kept = transient(out.message);
+      kept.status = out.status;
+      kept.http_status = out.http_status;
+      kept.retry_after = out.retry_after;
+      kept.bytes = t.have;
+      co_return kept;
+    }
+    if (!result) {
+      DownloadOutcome out = transient(fmt::format("download from {} failed after {} bytes: {}", host_of(url),
+                                                  t.have, result.error().message));
+      out.bytes = t.have;
+      out.http_status = status_seen;
+      co_return out;
+    }
+    if (t.redirect_to) {
+      if (++redirects > k_max_redirects) {
+        t.file.close();
+        co_return fatal(fmt::format("more than {} redirects", k_max_redirects), status_seen);
+      }
+      if (auto refused = refuse_url(*t.redirect_to, task.allow_http, true)) {
+        t.file.close();
+        co_return fatal(*refused, status_seen);
+      }
+      url = std::move(*t.redirect_to);
+      continue;
+    }
+    if (t.restart) {
+      if (++restarts > k_max_restarts) {
+        t.file.close();
+        co_return fatal("server keeps refusing the requested range", status_seen);
+      }
+      if (auto r = t.truncate(); !r) {
+        co_return transient(r.error().message);
+      }
+      continue;
+    }
+
+    // The body is complete as far as HTTP framing goes; now the file's own checks.
+    if (t.total && t.have != *t.total) {
+      DownloadOutcome out = transient(fmt::format("video truncated at {} of {} bytes", t.have, *t.total));
+      out.bytes = t.have;
+      out.http_status = status_seen;
+      co_return out;
+    }
+    if (task.expected_size && t.have != *task.expected_size) {
+      t.file.close();
+      co_return fatal(fmt::format("video length {} differs from the reported file_size {}", t.have,
+                                  *task.expected_size),
+                      status_seen);
+    }
+    if (t.have < 8 || !t.magic_ok()) {
+      t.file.close();
+      co_return fatal("not an MP4 file (no ftyp box at offset 4)", status_seen);
+    }
+
+    const int fd = t.file.fd();
+    auto synced = co_await offload([fd] { return fsync_path_fd(fd, ".part"); });
+    t.file.close();
+    if (!synced) {
+      co_return transient(synced.error().message);
+    }
+    fs::rename(part, task.final_path, ec);
+    if (ec) {
+      co_return transient(fmt::format("rename into {}: {}", task.final_path.string(), ec.message()));
+    }
+    // The rename is durable only once the directory entry is.
+    const auto dir = task.final_path.parent_path().empty() ? fs::path(".") : task.final_path.parent_path();
+    // Lambdas in a co_await expression capture only trivially destructible values: GCC 12
+    // destroys such temporaries twice otherwise.
+    const char* dir_name = dir.c_str();
+    auto dir_synced = co_await offload([dir_name] {
+      File d(::open(dir_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!d.is_open()) {
+        return Result<Ok>(make_error("io", fmt::format("open directory: {}", errno_text(errno))));
+      }
+      return fsync_path_fd(d.fd(), "directory");
+    });
+    if (!dir_synced) {
+      co_return transient(dir_synced.error().message);
+    }
+
+    DownloadOutcome out;
+    out.status = DownloadStatus::ok;
+    out.bytes = t.have;
+    out.sha256_hex = t.sha.hex();
+    out.http_status = status_seen;
+    out.resumed = resuming_from_start && status_seen == 206;
+    co_return out;
+  }
+}
+
+Downloader::Downloader(provider::HttpClient& http, asio::any_io_executor ex)
+  : m_impl(std::make_unique<Impl>(http, std::move(ex)))
+{
+}
+
+Downloader::~Downloader() = default;
+
+asio::awaitable<DownloadOutcome> Downloader::fetch(DownloadTask task)
+{
+  co_return co_await m_impl->fetch(std::move(task));
+}
+
+} // namespace klingd::engine
