@@ -108,6 +108,36 @@ std::optional<Request> to_request(http::request<http::string_body>&& in, const P
   return r;
 }
 
+// Fires after the deadline: cancels the socket's pending read (basic_stream's own
+// expiry would close the socket, and then no 408 could be written).
+asio::awaitable<void> watchdog(asio::steady_timer* timer, Stream* stream, bool* timed_out)
+{
+  auto [ec] = co_await timer->async_wait(k_tuple);
+  if (!ec) {
+    *timed_out = true;
+    boost::system::error_code ignored;
+    stream->socket().cancel(ignored);
+  }
+}
+
+// Runs a read with a deadline that leaves the socket open; beast::error::timeout when it passes.
+asio::awaitable<boost::system::error_code> read_within(Stream* stream, std::chrono::steady_clock::duration limit,
+                                                      asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> op)
+{
+  using namespace asio::experimental::awaitable_operators;
+  asio::steady_timer timer(stream->get_executor(), limit);
+  bool timed_out = false;
+  stream->expires_never();
+  auto r = co_await (std::move(op) || watchdog(&timer, stream, &timed_out));
+  if (timed_out) {
+    co_return beast::error::timeout;
+  }
+  if (r.index() == 0) {
+    co_return std::get<0>(std::get<0>(r));
+  }
+  co_return asio::error::operation_aborted;
+}
+
 } // namespace
 
 class ApiServer::Impl : public std::enable_shared_from_this<Impl>
@@ -271,8 +301,7 @@ asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, Local
     http::request_parser<http::string_body> parser;
     parser.header_limit(k_header_limit);
     parser.body_limit(max_body);
-    stream.expires_after(k_header_timeout);
-    auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, k_tuple);
+    auto hec = co_await read_within(&stream, k_header_timeout, http::async_read_header(stream, buffer, parser, k_tuple));
     if (hec) {
       if (hec == http::error::body_limit) {
         // Content-Length over body_limit is caught while parsing the header.
@@ -303,8 +332,7 @@ asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, Local
         break;
       }
     }
-    stream.expires_after(k_body_timeout);
-    auto [bec, bn] = co_await http::async_read(stream, buffer, parser, k_tuple);
+    auto bec = co_await read_within(&stream, k_body_timeout, http::async_read(stream, buffer, parser, k_tuple));
     if (bec) {
       if (bec == http::error::body_limit) {
         co_await refuse(ApiError::payload_too_large,
