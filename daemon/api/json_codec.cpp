@@ -156,12 +156,9 @@ json::object job_to_json(const store::Job& job, const common::Config& config)
   return o;
 }
 
-json::object event_to_json(const store::Event& e)
+json::object history_to_json(const store::Event& e)
 {
   json::object o;
-  o["seq"] = e.seq;
-  o["job"] = e.job_id;
-  o["batch"] = e.batch;
   o["state"] = common::to_string(e.state);
   o["at"] = e.at;
   if (e.step) {
@@ -173,16 +170,14 @@ json::object event_to_json(const store::Event& e)
   return o;
 }
 
-json::object history_to_json(const store::Event& e)
+json::object event_to_json(const store::Event& e)
 {
   json::object o;
-  o["state"] = common::to_string(e.state);
-  o["at"] = e.at;
-  if (e.step) {
-    o["step"] = *e.step;
-  }
-  if (e.error) {
-    o["error"] = error_json(e.error);
+  o["seq"] = e.seq;
+  o["job"] = e.job_id;
+  o["batch"] = e.batch;
+  for (auto& kv : history_to_json(e)) {
+    o[kv.key()] = std::move(kv.value());
   }
   return o;
 }

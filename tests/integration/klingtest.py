@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(_HERE, "..", "fake_provider"))
@@ -388,21 +387,7 @@ class Klingd:
 
 
 def run_tests(namespace):
-    """Runs every test_* function of `namespace` in order (or those named in argv), prints
-    one line each and a summary; returns the exit status for sys.exit."""
+    """Runs every test_* function of `namespace` in order, or only those named on the
+    command line; returns the exit status for sys.exit (fakeprov.run_tests does the work)."""
     only = set(sys.argv[1:])
-    tests = [(n, f) for n, f in namespace.items() if n.startswith("test_") and callable(f) and (not only or n in only)]
-    passed = failed = 0
-    t0 = time.monotonic()
-    for name, fn in tests:
-        started = time.monotonic()
-        try:
-            fn()
-            passed += 1
-            print(f"ok   {name} ({time.monotonic() - started:.2f}s)", flush=True)
-        except Exception:
-            failed += 1
-            print(f"FAIL {name} ({time.monotonic() - started:.2f}s)", flush=True)
-            traceback.print_exc()
-    print(f"{passed} passed, {failed} failed in {time.monotonic() - t0:.1f}s", flush=True)
-    return 1 if failed else 0
+    return fakeprov.run_tests({n: f for n, f in namespace.items() if not only or n in only})
