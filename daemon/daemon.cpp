@@ -199,7 +199,16 @@ int run_daemon(common::Config config, std::string config_path)
       asio::co_spawn(
         io,
         [&]() -> asio::awaitable<void> {
-          co_await engine.shutdown(std::chrono::milliseconds(static_cast<long>(config.shutdown.grace_s * 1000)));
+          const auto grace = std::chrono::milliseconds(static_cast<long>(config.shutdown.grace_s * 1000));
+          const auto deadline = std::chrono::steady_clock::now() + grace;
+          co_await engine.shutdown(grace);
+          // server.stop() ended the event streams and idle connections; let the
+          // last answers reach their clients before the loop stops.
+          asio::steady_timer t(io);
+          while (server.connection_count() > 0 && std::chrono::steady_clock::now() < deadline) {
+            t.expires_after(std::chrono::milliseconds(10));
+            co_await t.async_wait(asio::use_awaitable);
+          }
           watchdog.cancel();
           signals.cancel();
           io.stop();

@@ -81,6 +81,7 @@ struct Actor
   std::string id;
   Phase phase = Phase::idle;
   bool in_flight = false;      // counts against provider.max_in_flight
+  bool claimed = false;        // picked from the queue, not yet `submitting` in the store
   bool user_canceled = false;
   bool spread_first_poll = false; // resumed at start: spread the first poll
   std::int64_t unflushed_polls = 0;
@@ -324,29 +325,34 @@ private:
         co_await m_dispatch_wake.wait(slot - now);
         continue;
       }
-      auto next = pick_next_queued(now);
-      if (!next) {
+      if (dispatch_round(now) == 0) {
         co_await m_dispatch_wake.wait(next_backoff_wait(now));
-        continue;
       }
-      m_rate.record(now);
-      spawn_actor(std::move(*next), false);
     }
   }
 
-  // The best queued job that is not already running and not backing off.
-  std::optional<Job> pick_next_queued(Clock::time_point now)
+  // Starts as many queued jobs as the limits allow now, best first, from one
+  // query. Jobs claimed but not yet `submitting` in the store, and jobs backing
+  // off, are skipped; the query reads only as many extra rows as there are of those.
+  std::size_t dispatch_round(Clock::time_point now)
   {
     for (auto it = m_not_before.begin(); it != m_not_before.end();) {
       it = it->second <= now ? m_not_before.erase(it) : std::next(it);
     }
-    const std::size_t limit = 16 + m_actors.size() + m_not_before.size();
-    for (auto& job : m_store.next_queued(limit)) {
-      if (!m_actors.contains(job.id) && !m_not_before.contains(job.id)) {
-        return std::move(job);
+    const auto room = static_cast<std::size_t>(m_config.provider.max_in_flight - m_in_flight);
+    std::size_t started = 0;
+    for (auto& job : m_store.next_queued(room + m_claimed + m_not_before.size())) {
+      if (started == room || m_paused || m_rate.next_slot(now) > now) {
+        break;
       }
+      if (m_actors.contains(job.id) || m_not_before.contains(job.id)) {
+        continue;
+      }
+      m_rate.record(now);
+      spawn_actor(std::move(job), false);
+      ++started;
     }
-    return std::nullopt;
+    return started;
   }
 
   Clock::duration next_backoff_wait(Clock::time_point now) const
@@ -378,11 +384,23 @@ private:
     }
   }
 
+  void unclaim(Actor& a)
+  {
+    if (a.claimed) {
+      a.claimed = false;
+      --m_claimed;
+    }
+  }
+
   void spawn_actor(Job job, bool resumed)
   {
     auto actor = std::make_unique<Actor>();
     actor->id = job.id;
     actor->spread_first_poll = resumed;
+    if (job.state == JobState::queued) {
+      actor->claimed = true;
+      ++m_claimed;
+    }
     if (job.state == JobState::queued || job.state == JobState::generating) {
       // Counted from the moment it is picked, so the dispatcher never overshoots.
       actor->in_flight = true;
@@ -419,6 +437,7 @@ private:
     if (a.unflushed_polls) {
       m_orphan_polls[id] += a.unflushed_polls;
     }
+    unclaim(a);
     set_in_flight(a, false);
     if (a.user_canceled && !m_stopping) {
       // A canceled download leaves no partial file behind.
@@ -479,6 +498,7 @@ private:
       crid = fmt::format("{}.{}", job.id, current->attempts + 1);
       attempt = s.begin_attempt(job.id, crid);
     });
+    unclaim(a);
     if (attempt == 0) {
       co_return;
     }
@@ -698,7 +718,8 @@ private:
                                              job.timeout_s));
         co_return;
       }
-      co_await sleep(std::min<Clock::duration>(delay, deadline - now));
+      const auto due = now + std::min<Clock::duration>(delay, deadline - now);
+      co_await sleep(due - now);
       if (Clock::now() >= deadline) {
         continue;
       }
@@ -706,6 +727,9 @@ private:
       {
         co_await m_poll_slots.acquire();
         AsyncSemaphore::Permit permit(m_poll_slots);
+        // Lateness is measured when the poll can actually go out: loop lag and queueing
+        // for a poll slot both make it late (metrics.hpp, poll_lateness).
+        m_metrics.poll_lateness().Observe(std::chrono::duration<double>(Clock::now() - due).count());
         r = co_await m_provider.poll(family, *job.generation_id);
       }
       ++a.unflushed_polls;
@@ -1001,6 +1025,7 @@ private:
   std::unordered_map<std::string, Clock::time_point> m_not_before; // queued jobs backing off
   std::unordered_map<std::string, std::int64_t> m_orphan_polls;     // polls of finished actors, not yet written
   int m_in_flight = 0;
+  std::size_t m_claimed = 0; // actors whose job is still `queued` in the store
   std::optional<std::string> m_paused;
   bool m_pause_is_account = false;
   bool m_stopping = false;
