@@ -16,6 +16,7 @@ Metrics::Metrics()
     m_download_bytes(p::BuildCounter().Name("klingd_download_bytes_total").Help("Video bytes downloaded").Register(*m_registry)),
     m_provider_errors(p::BuildCounter().Name("klingd_provider_errors_total").Help("Provider errors by class").Register(*m_registry)),
     m_latency(p::BuildHistogram().Name("klingd_api_request_duration_seconds").Help("Socket API request latency by route").Register(*m_registry)),
+    m_poll_lateness(p::BuildHistogram().Name("klingd_poll_lateness_seconds").Help("How late status polls start against their schedule").Register(*m_registry)),
     m_jobs(p::BuildGauge().Name("klingd_jobs").Help("Jobs by state").Register(*m_registry)),
     m_in_flight(p::BuildGauge().Name("klingd_in_flight").Help("Jobs submitting or generating").Register(*m_registry)),
     m_paused(p::BuildGauge().Name("klingd_dispatch_paused").Help("1 while dispatch of new creates is paused").Register(*m_registry))
@@ -32,6 +33,14 @@ p::Histogram& Metrics::request_latency(std::string_view route)
 {
   static const p::Histogram::BucketBoundaries k_buckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
   return m_latency.Add({{"route", std::string(route)}}, k_buckets);
+}
+
+p::Histogram& Metrics::poll_lateness()
+{
+  // Fine at the low end: a healthy loop fires within a millisecond; seconds mean overload.
+  static const p::Histogram::BucketBoundaries k_buckets{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                        0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,     10};
+  return m_poll_lateness.Add({}, k_buckets);
 }
 
 p::Gauge& Metrics::jobs(std::string_view state) { return m_jobs.Add({{"state", std::string(state)}}); }

@@ -29,6 +29,9 @@ public:
   prometheus::Counter& provider_errors(std::string_view error_class);
   // Socket API request latency by route (a fixed route name, not the raw path).
   prometheus::Histogram& request_latency(std::string_view route);
+  // How late each status poll starts against its schedule (timer lag plus the wait for a
+  // poll slot): what bench/ reports as poll lateness p50/p99 at scale (issue 9).
+  prometheus::Histogram& poll_lateness();
   prometheus::Gauge& jobs(std::string_view state);
   prometheus::Gauge& in_flight();
   prometheus::Gauge& paused();
@@ -44,6 +47,7 @@ private:
   prometheus::Family<prometheus::Counter>& m_download_bytes;
   prometheus::Family<prometheus::Counter>& m_provider_errors;
   prometheus::Family<prometheus::Histogram>& m_latency;
+  prometheus::Family<prometheus::Histogram>& m_poll_lateness;
   prometheus::Family<prometheus::Gauge>& m_jobs;
   prometheus::Family<prometheus::Gauge>& m_in_flight;
   prometheus::Family<prometheus::Gauge>& m_paused;
