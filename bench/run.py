@@ -237,6 +237,17 @@ def workdir(name):
     return tempfile.mkdtemp(prefix=f"klingd-bench-{name}-", dir=base)
 
 
+def subdir(wd, name):
+    path = os.path.join(wd, name)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def start_fake(wd, args, tls):
+    os.makedirs(os.path.join(wd, "fake"), exist_ok=True)
+    return fakeprov.FakeProvider(args=args, tls=tls, workdir=os.path.join(wd, "fake"))
+
+
 # --- 1. submit throughput --------------------------------------------------------------------
 
 def concurrent_submits(d, clients=64, seconds=4.0):
@@ -265,7 +276,7 @@ def bench_submit(repeat):
     try:
         raw_batch = median([raw_sqlite("batch", 10000, wd) for _ in range(repeat)])
         raw_row = median([raw_sqlite("per-row", 300, wd) for _ in range(repeat)])
-        with klingtest.Klingd(workdir=os.path.join(wd, "k"), config_overrides={"log": {"level": "warning"}}) as d:
+        with klingtest.Klingd(workdir=subdir(wd, "k"), config_overrides={"log": {"level": "warning"}}) as d:
             # No create call may run during the submit bench: dispatch is paused before any job exists.
             pause(d)
             rates = []
@@ -297,12 +308,11 @@ def bench_submit(repeat):
 def bench_scale(repeat, jobs=10000, window_s=10.0):
     wd = workdir("scale")
     tls = fakeprov.make_tls(os.path.join(wd, "tls"))
-    fake = fakeprov.FakeProvider(args=["--queued-s", "0.5", "--generating-s", "3600", "--idle-timeout-s", "600"],
-                                 tls=tls, workdir=os.path.join(wd, "fake"))
+    fake = start_fake(wd, ["--queued-s", "0.5", "--generating-s", "3600", "--idle-timeout-s", "600"], tls)
     d = None
     try:
-        d = klingtest.Klingd(fake=fake, workdir=os.path.join(wd, "k"), config_overrides={
-            "provider": {"max_in_flight": jobs, "creates_per_minute": 1e9, "request_timeout_s": 30},
+        d = klingtest.Klingd(fake=fake, workdir=subdir(wd, "k"), config_overrides={
+            "provider": {"max_in_flight": jobs, "creates_per_minute": 1000000, "request_timeout_s": 30},
             "poll": {"initial_s": 1, "factor": 1.5, "max_s": 2, "jitter": 0.1, "slow_after_s": 3600, "slow_s": 2},
         })
         pid = d.proc.pid
@@ -328,8 +338,8 @@ def bench_scale(repeat, jobs=10000, window_s=10.0):
             s1 = fake.stats(sha256=False)
             m1 = d.get("/metrics").body.decode()
             polls = s1["polls"] - s0["polls"]
-            # The stats request itself is one connect() made by us, not by klingd.
-            handshakes = opens1 - opens0 - 1
+            # Our own stats requests fall outside [opens0, opens1]: every connect() counted is klingd's.
+            handshakes = opens1 - opens0
             h0, _ = metric_histogram(m0, "klingd_poll_lateness_seconds")
             h1, _ = metric_histogram(m1, "klingd_poll_lateness_seconds")
             samples.append({
@@ -512,7 +522,7 @@ def bench_download(repeat, size=GiB, fake_variant=True):
         nginx, port = start_nginx(wd, tls, root)
         url = f"https://127.0.0.1:{port}/bench.mp4"
         stub = stub_provider.StubProvider(url, size, tls)
-        d = klingtest.Klingd(fake=stub, workdir=os.path.join(wd, "k"), config_overrides=KLINGD_DL_CONFIG)
+        d = klingtest.Klingd(fake=stub, workdir=subdir(wd, "k"), config_overrides=KLINGD_DL_CONFIG)
         kl, cu, growth = [], [], []
         for _ in range(repeat):
             cu.append(curl_download(url, tls.ca, os.path.join(wd, "curl.mp4")))
@@ -525,10 +535,9 @@ def bench_download(repeat, size=GiB, fake_variant=True):
         d = None
 
         if fake_variant:
-            fake = fakeprov.FakeProvider(args=["--queued-s", "0", "--generating-s", "0.05", "--video-bytes", str(size)],
-                                         tls=tls, workdir=os.path.join(wd, "fake"))
+            fake = start_fake(wd, ["--queued-s", "0", "--generating-s", "0.05", "--video-bytes", str(size)], tls)
             try:
-                d = klingtest.Klingd(fake=fake, workdir=os.path.join(wd, "k2"), config_overrides=KLINGD_DL_CONFIG)
+                d = klingtest.Klingd(fake=fake, workdir=subdir(wd, "k2"), config_overrides=KLINGD_DL_CONFIG)
                 doc = fake.create(REQUEST).json()
                 video = fake.wait_completed(doc["id"])["video"]["url"]
                 kl, cu, growth = [], [], []
@@ -562,19 +571,19 @@ def bench_download(repeat, size=GiB, fake_variant=True):
 
 # --- 4. restart ------------------------------------------------------------------------------
 
-def bench_restart(repeat, jobs=10000, generating=2000, initial_s=2.0):
+def bench_restart(repeat, jobs=10000, initial_s=2.0):
+    generating = max(1, jobs // 5)
     wd = workdir("restart")
     tls = fakeprov.make_tls(os.path.join(wd, "tls"))
-    fake = fakeprov.FakeProvider(args=["--queued-s", "0.2", "--generating-s", "3600", "--idle-timeout-s", "600"],
-                                 tls=tls, workdir=os.path.join(wd, "fake"))
+    fake = start_fake(wd, ["--queued-s", "0.2", "--generating-s", "3600", "--idle-timeout-s", "600"], tls)
     config = {
-        "provider": {"max_in_flight": generating, "creates_per_minute": 1e9, "request_timeout_s": 30},
+        "provider": {"max_in_flight": generating, "creates_per_minute": 1000000, "request_timeout_s": 30},
         "poll": {"initial_s": initial_s, "factor": 1.5, "max_s": 10, "jitter": 0.1},
     }
     d = empty = None
     try:
         # Baseline: the same binary and config starting on an empty store.
-        empty = klingtest.Klingd(fake=fake, workdir=os.path.join(wd, "empty"), start=False)
+        empty = klingtest.Klingd(fake=fake, workdir=subdir(wd, "empty"), start=False)
         base = []
         for _ in range(repeat):
             base.append(start_timed(empty, config))
@@ -582,7 +591,7 @@ def bench_restart(repeat, jobs=10000, generating=2000, initial_s=2.0):
         empty.close()
         empty = None
 
-        d = klingtest.Klingd(fake=fake, workdir=os.path.join(wd, "k"), config_overrides=config)
+        d = klingtest.Klingd(fake=fake, workdir=subdir(wd, "k"), config_overrides=config)
         submit_batch(d, jobs)
         wait_until(lambda: klingd_status(d)["counts"].get("generating", 0) >= generating, 300, 0.5,
                    f"{generating} generating")
@@ -627,6 +636,7 @@ def main():
     ap.add_argument("--only", default=",".join(BENCHES), help="comma list of: " + ", ".join(BENCHES))
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement (median reported)")
     ap.add_argument("--json", help="also write the rows as JSON to this file")
+    ap.add_argument("--jobs", type=int, default=10000, help="jobs in the scale and restart stores (issue 9: 10,000)")
     args = ap.parse_args()
     for name in ("KLINGD_BIN", "FAKE_AIMLAPI_BIN"):
         if not os.path.exists(os.environ[name]):
@@ -639,7 +649,10 @@ def main():
     for name in args.only.split(","):
         log(f"--- {name}")
         try:
-            BENCHES[name](args.repeat)
+            if name in ("scale", "restart"):
+                BENCHES[name](args.repeat, jobs=args.jobs)
+            else:
+                BENCHES[name](args.repeat)
         except Exception as e:  # one broken bench must not hide the others' figures
             import traceback
             traceback.print_exc()
