@@ -21,6 +21,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <random>
 #include <unordered_map>
@@ -103,6 +105,7 @@ public:
       m_provider(m_http, provider_options(config)),
       m_downloader(m_http, ex),
       m_dispatch_wake(ex),
+      m_reconcile_wake(ex),
       m_rate(config.provider.creates_per_minute),
       m_poll_slots(ex, k_poll_concurrency),
       m_download_slots(ex, config.download.max_concurrent),
@@ -140,12 +143,14 @@ public:
     log::info("engine.started", {{"resumed", resumed}, {"active", jobs.size()}});
     asio::co_spawn(m_ex, dispatcher(), log_exception("engine.dispatcher"));
     asio::co_spawn(m_ex, poll_flusher(), log_exception("engine.poll_flusher"));
+    asio::co_spawn(m_ex, reconciler(), log_exception("engine.reconciler"));
   }
 
   asio::awaitable<void> shutdown(Millis grace)
   {
     m_stopping = true;
     m_dispatch_wake.notify();
+    m_reconcile_wake.notify();
     // Polls and downloads stop at once (both resume after restart); a create
     // in flight is given the grace period, since cutting it would make it ambiguous.
     for (auto& [id, a] : m_actors) {
@@ -216,7 +221,8 @@ public:
       case Actor::Phase::idle: break;
       }
     }
-    s.in_flight = m_in_flight;
+    s.in_flight = in_flight_total();
+    s.reconciling = static_cast<int>(m_reconcile.size());
     s.paused = m_paused;
     s.max_in_flight = m_config.provider.max_in_flight;
     s.creates_per_minute = m_config.provider.creates_per_minute;
@@ -315,7 +321,7 @@ private:
   asio::awaitable<void> dispatcher()
   {
     while (!m_stopping) {
-      if (m_paused || m_in_flight >= m_config.provider.max_in_flight) {
+      if (m_paused || in_flight_total() >= m_config.provider.max_in_flight) {
         co_await m_dispatch_wake.wait(std::chrono::seconds(5));
         continue;
       }
@@ -339,7 +345,7 @@ private:
     for (auto it = m_not_before.begin(); it != m_not_before.end();) {
       it = it->second <= now ? m_not_before.erase(it) : std::next(it);
     }
-    const auto room = static_cast<std::size_t>(m_config.provider.max_in_flight - m_in_flight);
+    const auto room = static_cast<std::size_t>(m_config.provider.max_in_flight - in_flight_total());
     std::size_t started = 0;
     for (auto& job : m_store.next_queued(room + m_claimed + m_not_before.size())) {
       if (started == room || m_paused || m_rate.next_slot(now) > now) {
@@ -633,8 +639,26 @@ private:
     log::warning("job.failed", {{"job", job.id}, {"code", common::to_string(code)}, {"message", message}});
   }
 
-  // SPEC §3.2: the create may have been billed and we cannot tell.
+  // SPEC §3.2: the create may have been billed and we cannot tell. First ask
+  // the provider's request log (reconciliation); only what stays unknown for
+  // reconcile.window_s follows on_ambiguous_create.
   asio::awaitable<void> handle_ambiguous(const Job& job, int attempt, const provider::CreateResult* r, std::string why)
+  {
+    if (m_config.reconcile.window_s <= 0) {
+      co_await apply_ambiguous_policy(job, attempt, r, why);
+      co_return;
+    }
+    co_await finish_create(job, attempt, "ambiguous", r, [&](JobStore& s) {
+      JobUpdate u;
+      u.step = std::optional<std::string>("reconciling");
+      return s.update(job.id, JobState::submitting, u, std::string("reconciling"),
+                      JobError{"ambiguous_create", why, r ? r->outcome.http_status : std::nullopt});
+    });
+    log::warning("job.reconciling", {{"job", job.id}, {"attempt", attempt}, {"reason", why}});
+    add_reconcile(job, attempt, now_utc());
+  }
+
+  asio::awaitable<void> apply_ambiguous_policy(const Job& job, int attempt, const provider::CreateResult* r, std::string why)
   {
     if (m_config.on_ambiguous_create == "retry") {
       const int failures = job.step_failures + 1;
@@ -646,10 +670,12 @@ private:
       co_await finish_create(job, attempt, "ambiguous", r, [&](JobStore& s) {
         JobUpdate u;
         u.step_failures = failures;
+        u.step = std::optional<std::string>{};
         return s.transition(job.id, JobState::submitting, JobState::queued, u);
       });
       m_not_before[job.id] = Clock::now() + retry_delay(m_config.retry, failures, std::nullopt, m_rng);
       log::warning("job.create_ambiguous_resend", {{"job", job.id}, {"attempt", attempt}, {"reason", why}});
+      m_dispatch_wake.notify();
       co_return;
     }
     co_await fail_create(job, attempt, "ambiguous", r, common::ErrorCode::ambiguous_create,
@@ -663,12 +689,227 @@ private:
   {
     auto attempts = m_store.attempts(job.id);
     const store::Attempt* last = attempts.empty() ? nullptr : &attempts.back();
-    if (!last || last->outcome != "pending") {
-      // No create was in flight: back to the queue.
-      co_await m_committer.run([&](JobStore& s) { s.transition(job.id, JobState::submitting, JobState::queued); });
+    if (last && last->outcome == "ambiguous" && job.step == "reconciling" && m_config.reconcile.window_s > 0) {
+      // Already being reconciled before the restart: go on where it was.
+      add_reconcile(job, last->attempt, parse_rfc3339(last->started_at).value_or(now_utc()));
       co_return;
     }
-    co_await handle_ambiguous(job, last->attempt, nullptr, "klingd stopped while the create call was in flight");
+    if (!last || (last->outcome != "pending" && last->outcome != "ambiguous")) {
+      // No create was in flight: back to the queue.
+      co_await m_committer.run([&](JobStore& s) {
+        JobUpdate u;
+        u.step = std::optional<std::string>{};
+        s.transition(job.id, JobState::submitting, JobState::queued, u);
+      });
+      co_return;
+    }
+    const auto started = parse_rfc3339(last->started_at).value_or(now_utc());
+    if (m_config.reconcile.window_s > 0) {
+      co_await finish_create(job, last->attempt, "ambiguous", nullptr, [&](JobStore& s) {
+        JobUpdate u;
+        u.step = std::optional<std::string>("reconciling");
+        return s.update(job.id, JobState::submitting, u, std::string("reconciling"),
+                        JobError{"ambiguous_create", "klingd stopped while the create call was in flight", std::nullopt});
+      });
+      add_reconcile(job, last->attempt, started);
+      co_return;
+    }
+    co_await apply_ambiguous_policy(job, last->attempt, nullptr, "klingd stopped while the create call was in flight");
+  }
+
+  // --- reconciliation through GET /v2/logs ----------------------------------
+
+  struct Pending
+  {
+    std::string job_id;
+    int attempt = 0;
+    std::string client_request_id;
+    std::string model;
+    SysTime started;            // when the attempt was sent (wall clock: survives restarts)
+    Clock::time_point next_check;
+    int checks = 0;
+  };
+
+  void add_reconcile(const Job& job, int attempt, SysTime started)
+  {
+    Pending p;
+    p.job_id = job.id;
+    p.attempt = attempt;
+    p.client_request_id = fmt::format("{}.{}", job.id, attempt);
+    p.model = job.model;
+    p.started = started;
+    p.next_check = Clock::now() + reconcile_delay(0);
+    m_reconcile[job.id] = std::move(p);
+    m_reconcile_wake.notify();
+  }
+
+  // The provider's log is fed by an analytics pipeline: a row may appear some
+  // time after the request. Ask soon, then back off (capped at 60 s, and at a
+  // tenth of the window so short windows still get several looks).
+  Clock::duration reconcile_delay(int checks) const
+  {
+    const double cap = std::min(60.0, std::max(0.05, m_config.reconcile.window_s / 10));
+    const double base = std::min(cap, 1.0);
+    return seconds(std::min(cap, base * std::pow(2.0, checks)));
+  }
+
+  int in_flight_total() const { return m_in_flight + static_cast<int>(m_reconcile.size()); }
+
+  asio::awaitable<void> reconciler()
+  {
+    while (!m_stopping) {
+      const auto now = Clock::now();
+      std::vector<std::string> due;
+      Clock::time_point next = now + std::chrono::seconds(5);
+      for (const auto& [id, p] : m_reconcile) {
+        if (p.next_check <= now) {
+          due.push_back(id);
+        } else {
+          next = std::min(next, p.next_check);
+        }
+      }
+      if (due.empty()) {
+        co_await m_reconcile_wake.wait(next - now);
+        continue;
+      }
+      co_await reconcile_round(std::move(due));
+    }
+  }
+
+  // One look at the log for every due attempt: few queries (all models at
+  // once, paged), well under the provider's 200 requests per minute.
+  asio::awaitable<void> reconcile_round(std::vector<std::string> due)
+  {
+    std::unordered_map<std::string, std::string> by_crid; // client request id → job id
+    std::vector<std::string> models;
+    SysTime earliest = now_utc();
+    for (const auto& id : due) {
+      const auto& p = m_reconcile.at(id);
+      by_crid[p.client_request_id] = id;
+      if (std::find(models.begin(), models.end(), p.model) == models.end()) {
+        models.push_back(p.model);
+      }
+      earliest = std::min(earliest, p.started);
+    }
+    const std::string start = format_rfc3339(earliest - std::chrono::minutes(5));
+    const std::string end = format_rfc3339(now_utc() + std::chrono::minutes(5));
+    std::unordered_map<std::string, provider::LogRow> found;
+    bool failed_query = false;
+    constexpr int k_page = 100;
+    constexpr int k_max_pages = 20;
+    for (int page = 0; page < k_max_pages && found.size() < by_crid.size(); ++page) {
+      const auto slot = m_logs_rate.next_slot(Clock::now());
+      if (slot > Clock::now()) {
+        co_await sleep(slot - Clock::now());
+      }
+      m_logs_rate.record(Clock::now());
+      auto r = co_await m_provider.logs(start, end, models, k_page, page * k_page);
+      if (r.outcome.cls != CallClass::ok) {
+        if (r.outcome.http_status == 429) {
+          m_logs_rate.hold_until(Clock::now() + r.outcome.retry_after.value_or(std::chrono::seconds(10)));
+        }
+        // 404 means no request log here: the window simply runs out.
+        failed_query = r.outcome.http_status != 404;
+        log::info("reconcile.logs_failed", {{"status", r.outcome.http_status.value_or(0)}, {"reason", r.outcome.message}});
+        break;
+      }
+      for (auto& row : r.rows) {
+        if (row.client_request_id && by_crid.contains(*row.client_request_id)
+            && !found.contains(*row.client_request_id)) {
+          found.emplace(*row.client_request_id, std::move(row));
+        }
+      }
+      if (!r.has_more) {
+        break;
+      }
+    }
+    (void)failed_query;
+    for (const auto& [crid, id] : by_crid) {
+      auto it = m_reconcile.find(id);
+      if (it == m_reconcile.end()) {
+        continue;
+      }
+      Pending p = it->second;
+      auto row = found.find(crid);
+      if (row != found.end() && row->second.status == "succeeded" && row->second.inference_id) {
+        m_reconcile.erase(it);
+        co_await adopt_reconciled(p, row->second);
+      } else if (row != found.end() && row->second.status == "failed") {
+        m_reconcile.erase(it);
+        co_await resend_reconciled(p);
+      } else if (std::chrono::duration<double>(now_utc() - p.started).count() >= m_config.reconcile.window_s) {
+        m_reconcile.erase(it);
+        auto job = m_store.get(p.job_id);
+        if (job && job->state == JobState::submitting) {
+          co_await apply_ambiguous_policy(*job, p.attempt, nullptr,
+                                          fmt::format("no trace of the create in the provider's request log after {}s",
+                                                      m_config.reconcile.window_s));
+        }
+      } else {
+        it->second.next_check = Clock::now() + reconcile_delay(++it->second.checks);
+      }
+    }
+    m_dispatch_wake.notify();
+  }
+
+  asio::awaitable<void> adopt_reconciled(const Pending& p, const provider::LogRow& row)
+  {
+    JobUpdate u;
+    u.generation_id = *row.inference_id;
+    u.provider_status = "queued";
+    u.accepted_at = now_text();
+    u.step = std::optional<std::string>{};
+    u.error = std::optional<JobError>{};
+    u.step_failures = 0;
+    if (row.usd && *row.usd > 0) u.cost_usd = *row.usd;
+    if (row.credits && *row.credits > 0) u.cost_credits = *row.credits;
+    bool moved = false;
+    co_await m_committer.run([&](JobStore& s) {
+      store::Attempt at;
+      at.job_id = p.job_id;
+      at.attempt = p.attempt;
+      at.outcome = "reconciled_succeeded";
+      at.generation_id = row.inference_id;
+      at.inference_id = row.inference_id;
+      s.finish_attempt(at);
+      moved = s.transition(p.job_id, JobState::submitting, JobState::generating, u);
+      if (!moved) {
+        // Canceled meanwhile: keep the generation we paid for, for a retry.
+        u.step.reset();
+        u.error.reset();
+        s.update(p.job_id, JobState::canceled, u);
+      }
+    });
+    log::info("job.reconciled", {{"job", p.job_id}, {"attempt", p.attempt}, {"outcome", "succeeded"},
+                                 {"generation", *row.inference_id}});
+    if (moved) {
+      if (auto job = m_store.get(p.job_id)) {
+        spawn_actor(std::move(*job), false);
+      }
+    }
+  }
+
+  asio::awaitable<void> resend_reconciled(const Pending& p)
+  {
+    // The provider logged the create as failed: nothing was billed, so it may be sent again.
+    auto job = m_store.get(p.job_id);
+    if (!job || job->state != JobState::submitting) {
+      co_return;
+    }
+    const int failures = job->step_failures + 1;
+    if (failures >= m_config.retry.max_attempts) {
+      co_await fail_create(*job, p.attempt, "reconciled_failed", nullptr, common::ErrorCode::retries_exhausted,
+                           fmt::format("create failed {} times (last one logged as failed by the provider)", failures));
+      co_return;
+    }
+    co_await finish_create(*job, p.attempt, "reconciled_failed", nullptr, [&](JobStore& s) {
+      JobUpdate u;
+      u.step = std::optional<std::string>{};
+      u.error = std::optional<JobError>{};
+      u.step_failures = failures;
+      return s.transition(p.job_id, JobState::submitting, JobState::queued, u);
+    });
+    log::info("job.reconciled", {{"job", p.job_id}, {"attempt", p.attempt}, {"outcome", "failed_resend"}});
     m_dispatch_wake.notify();
   }
 
@@ -1016,13 +1257,16 @@ private:
   provider::ProviderClient m_provider;
   Downloader m_downloader;
   Notifier m_dispatch_wake;
+  Notifier m_reconcile_wake;
   RateWindow m_rate;
+  RateWindow m_logs_rate{60}; // request-log queries: well under the documented 200 per minute
   AsyncSemaphore m_poll_slots;
   AsyncSemaphore m_download_slots;
   std::mt19937_64 m_rng;
 
   std::unordered_map<std::string, std::unique_ptr<Actor>> m_actors;
   std::unordered_map<std::string, Clock::time_point> m_not_before; // queued jobs backing off
+  std::unordered_map<std::string, Pending> m_reconcile;             // ambiguous creates being settled
   std::unordered_map<std::string, std::int64_t> m_orphan_polls;     // polls of finished actors, not yet written
   int m_in_flight = 0;
   std::size_t m_claimed = 0; // actors whose job is still `queued` in the store

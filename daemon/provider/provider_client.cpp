@@ -352,6 +352,66 @@ PollResult classify_poll(const Result<HttpResponse, TransportError>& r)
   return out;
 }
 
+Result<LogPage> parse_logs(std::string_view body)
+{
+  auto v = parse_json(body);
+  if (!v) {
+    return make_error("malformed", "the logs response is not valid JSON");
+  }
+  const json::array* rows = nullptr;
+  if (v->is_array()) {
+    rows = &v->as_array();
+  } else {
+    for (const char* key : {"data", "logs", "rows", "items"}) {
+      if (const auto* d = field(*v, key); d && d->is_array()) {
+        rows = &d->as_array();
+        break;
+      }
+    }
+  }
+  if (!rows) {
+    return make_error("malformed", "the logs response has no list of rows");
+  }
+  LogPage page;
+  page.outcome.cls = CallClass::ok;
+  for (const auto& r : *rows) {
+    const auto* st = field(r, "status");
+    if (!st || !st->is_string()) {
+      continue;
+    }
+    LogRow row;
+    row.status = std::string(st->as_string());
+    auto text = [&](const char* name) -> std::optional<std::string> { return string_or_number(field(r, name)); };
+    row.model = text("model");
+    row.inference_id = text("inference_id");
+    row.client_request_id = text("client_request_id");
+    row.created = text("created");
+    if (const auto* cost = field(r, "cost"); cost && cost->is_object()) {
+      if (const auto* usd = field(*cost, "usd")) {
+        if (usd->is_number()) {
+          row.usd = usd->to_number<double>();
+        } else if (usd->is_string()) {
+          double d = 0;
+          const auto& s = usd->as_string();
+          if (std::from_chars(s.data(), s.data() + s.size(), d).ec == std::errc()) {
+            row.usd = d;
+          }
+        }
+      }
+      if (const auto* credits = field(*cost, "credits"); credits && credits->is_number()) {
+        row.credits = credits->to_number<std::int64_t>();
+      }
+    }
+    page.rows.push_back(std::move(row));
+  }
+  if (const auto* p = field(*v, "pagination")) {
+    if (const auto* more = field(*p, "has_more"); more && more->is_bool()) {
+      page.has_more = more->as_bool();
+    }
+  }
+  return page;
+}
+
 ProviderClient::ProviderClient(HttpClient& http, Options options) : m_http(http), m_options(std::move(options)) {}
 
 std::string ProviderClient::endpoint(common::Family family) const
@@ -388,6 +448,43 @@ boost::asio::awaitable<PollResult> ProviderClient::poll(common::Family family, s
   req.idempotent = true;
   auto r = co_await m_http.request(std::move(req));
   co_return classify_poll(r);
+}
+
+} // namespace klingd::provider
+
+namespace klingd::provider {
+
+boost::asio::awaitable<LogPage> ProviderClient::logs(std::string start, std::string end,
+                                                     std::vector<std::string> models, int limit, int offset)
+{
+  auto enc = [](std::string_view v) { return boost::urls::encode(v, boost::urls::unreserved_chars); };
+  std::string url = m_options.base_url + "/v2/logs?start=" + enc(start) + "&end=" + enc(end)
+                    + fmt::format("&limit={}&offset={}", limit, offset);
+  for (const auto& m : models) {
+    url += "&model=" + enc(m); // repeated, never comma-joined (PROVIDER.md)
+  }
+  HttpRequest req;
+  req.method = "GET";
+  req.url = std::move(url);
+  req.headers = {{"Authorization", "Bearer " + m_options.api_key}, {"Accept", "application/json"}};
+  req.timeout = m_options.timeout;
+  auto r = co_await m_http.request(std::move(req));
+  LogPage page;
+  if (!r) {
+    page.outcome = transport_error(r.error(), false);
+    co_return page;
+  }
+  if (r->status < 200 || r->status >= 300) {
+    page.outcome = http_error(*r, false);
+    co_return page;
+  }
+  auto parsed = parse_logs(r->body);
+  if (!parsed) {
+    page.outcome.cls = CallClass::transient;
+    page.outcome.message = parsed.error().message;
+    co_return page;
+  }
+  co_return std::move(*parsed);
 }
 
 } // namespace klingd::provider

@@ -73,6 +73,29 @@ std::string error_text(int status, std::string_view body);
 // Retry-After as seconds or an HTTP date; nullopt when absent or unreadable.
 std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value);
 
+// One row of GET /v2/logs (PROVIDER.md "Request tracing, cost and request logs").
+struct LogRow
+{
+  std::string status; // succeeded | failed
+  std::optional<std::string> model;
+  std::optional<std::string> inference_id;
+  std::optional<std::string> client_request_id;
+  std::optional<std::string> created;
+  std::optional<double> usd;
+  std::optional<std::int64_t> credits;
+};
+
+struct LogPage
+{
+  CallError outcome;
+  std::vector<LogRow> rows;
+  bool has_more = false;
+};
+
+// Parses a /v2/logs answer: rows under "data" (or "logs"/"rows", or a bare
+// array), pagination.has_more. Rows without a status are skipped.
+Result<LogPage> parse_logs(std::string_view body);
+
 class ProviderClient
 {
 public:
@@ -92,6 +115,11 @@ public:
   boost::asio::awaitable<CreateResult> create(common::Family family, std::string body, std::string client_request_id);
   // GET the status of `generation_id` (URL-encoded: ids contain ':' and '/').
   boost::asio::awaitable<PollResult> poll(common::Family family, std::string generation_id);
+
+  // GET /v2/logs for [start, end] (ISO-8601), filtered by `models` (the
+  // parameter repeated), one page.
+  boost::asio::awaitable<LogPage> logs(std::string start, std::string end, std::vector<std::string> models,
+                                       int limit, int offset);
 
   // The endpoint URL for a family ("…/v2/video/generations" or "…/v2/generate/video/kling/generation").
   std::string endpoint(common::Family family) const;

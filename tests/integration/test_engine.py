@@ -128,7 +128,8 @@ def test_every_fault_kind_is_survived():
 
 
 def test_ambiguous_creates_fail_and_are_never_resent():
-    with Klingd(fake_args=FAST_FAKE) as d:
+    # Without reconciliation (window 0) the policy applies at once.
+    with Klingd(config_overrides={"reconcile": {"window_s": 0}}, fake_args=FAST_FAKE) as d:
         d.fake.config({"script": [{"kind": "create", "fault": "reset_after_create", "count": 1},
                                   {"kind": "create", "fault": "error_500_after_create", "count": 1},
                                   {"kind": "create", "fault": "error_504", "count": 1}]})
@@ -152,7 +153,8 @@ def test_ambiguous_creates_fail_and_are_never_resent():
 
 
 def test_ambiguous_policy_retry_resends():
-    with Klingd(config_overrides={"on_ambiguous_create": "retry"}, fake_args=FAST_FAKE) as d:
+    with Klingd(config_overrides={"on_ambiguous_create": "retry", "reconcile": {"window_s": 0}},
+                fake_args=FAST_FAKE) as d:
         d.fake.config({"script": [{"kind": "create", "fault": "reset", "count": 1}]})
         r = d.submit(specs(1, "amb-retry"))
         j = d.wait_terminal([r["jobs"][0]["id"]])[r["jobs"][0]["id"]]

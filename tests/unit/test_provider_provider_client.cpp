@@ -143,3 +143,30 @@ TEST_CASE("provider: Retry-After as seconds, fractions or an HTTP date")
   REQUIRE(past);
   CHECK(*past == std::chrono::milliseconds(0));
 }
+
+TEST_CASE("provider: request-log pages")
+{
+  auto page = parse_logs(R"({"data":[
+      {"created":"2026-11-22T05:00:00Z","status":"succeeded","model":"m","cost":{"usd":0.84,"credits":1680000},
+       "request_id":"r1","inference_id":"gen:m/1","client_request_id":"JOB.1"},
+      {"status":"failed","model":"m","cost":{"usd":"0","credits":0},"client_request_id":"JOB2.3"},
+      {"model":"no status: skipped"}],
+    "pagination":{"limit":100,"offset":0,"total":3,"has_more":true}})");
+  REQUIRE(page.ok());
+  REQUIRE(page->rows.size() == 2);
+  CHECK(page->has_more);
+  CHECK(page->rows[0].status == "succeeded");
+  CHECK(page->rows[0].inference_id == "gen:m/1");
+  CHECK(page->rows[0].client_request_id == "JOB.1");
+  CHECK(page->rows[0].usd == doctest::Approx(0.84));
+  CHECK(page->rows[0].credits == 1680000);
+  CHECK(page->rows[1].status == "failed");
+  CHECK(page->rows[1].usd == doctest::Approx(0.0));
+  CHECK_FALSE(page->rows[1].inference_id);
+  auto bare = parse_logs(R"([{"status":"succeeded","client_request_id":"X.1","inference_id":"42"}])");
+  REQUIRE(bare.ok());
+  CHECK_FALSE(bare->has_more);
+  CHECK(bare->rows.size() == 1);
+  CHECK_FALSE(parse_logs("{").ok());
+  CHECK_FALSE(parse_logs(R"({"pagination":{}})").ok());
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Ambiguous creates settled through the provider's request log (issue 10)."""
+
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import klingtest  # noqa: E402
+from klingtest import Klingd, text_request  # noqa: E402
+from test_engine import FAST_FAKE, all_jobs, check_store, specs  # noqa: E402
+
+
+def history_steps(d, jid):
+    return [h.get("step") for h in d.job(jid)["history"]]
+
+
+def test_ambiguous_at_20_percent_with_sigkills_all_complete_with_one_create_each():
+    """Every create the provider saw ends `completed` with exactly one create call, none
+    failed ambiguous_create. A create cut by SIGKILL before it reached the provider leaves
+    no log row; only such jobs may fail (ambiguous_create, after the window), and the
+    fake proves they were never billed."""
+    cfg = {"provider": {"max_in_flight": 40}, "reconcile": {"window_s": 4}}
+    rng = random.Random(11)
+    with Klingd(config_overrides=cfg, fake_args=FAST_FAKE + ("--seed", "3", "--logs-delay-s", "0.3"), tls=True) as d:
+        d.fake.config({"faults": {"create": {"reset_after_create": 0.2}}})
+        r = d.submit(specs(200, "rec"))
+        ids = [j["id"] for j in r["jobs"]]
+        for _ in range(4):
+            time.sleep(rng.uniform(0.3, 1.2))
+            d.kill()
+            d.start()
+        jobs = d.wait_terminal(ids, timeout=180)
+        st = d.fake.stats()
+        calls = st["create_calls_by_job"]
+        ambiguous = st["faults"]["create"]["reset_after_create"]
+        assert ambiguous >= 20, ambiguous
+        never_sent = 0
+        for j in jobs.values():
+            c = calls.get(j["id"], {"calls": 0, "recorded": 0})
+            if c["calls"] == 0:
+                # Cut before the provider saw it: unknown to us, unbilled.
+                assert j["state"] == "failed" and j["error"]["code"] == "ambiguous_create", j
+                never_sent += 1
+            else:
+                assert j["state"] == "completed", (j["key"], j["state"], j["error"])
+                assert c["calls"] == 1 and c["recorded"] == 1, (j["key"], c)
+        check_store(d, list(jobs.values()), st)
+        reconciled = [i for i in ids if "reconciling" in history_steps(d, i)]
+        assert len(reconciled) >= ambiguous, (len(reconciled), ambiguous)
+        print(f"200 jobs, {ambiguous} ambiguous creates (reset after the provider recorded them), "
+              f"{len(reconciled)} reconciled, {st['logs_requests']} log queries; "
+              f"{200 - never_sent} completed with exactly one create each; "
+              f"{never_sent} cut by SIGKILL before reaching the provider (unbilled, failed ambiguous_create)")
+        assert st["logs_requests"] < 200
+        assert never_sent <= 40
+
+
+def test_failed_log_row_means_resend():
+    # A reset before the provider recorded anything: the log shows a failed row, nothing billed.
+    with Klingd(config_overrides={"reconcile": {"window_s": 60}}, fake_args=FAST_FAKE) as d:
+        d.fake.config({"script": [{"kind": "create", "fault": "reset", "count": 1}]})
+        r = d.submit(specs(1, "resend"))
+        jid = r["jobs"][0]["id"]
+        j = d.wait_terminal([jid], timeout=30)[jid]
+        assert j["state"] == "completed" and j["attempts"] == 2, j
+        st = d.fake.stats()
+        assert st["creates_recorded"] == 1
+        assert "reconciling" in history_steps(d, jid)
+
+
+def test_without_the_log_the_policy_applies_exactly_to_the_ambiguous_ones():
+    with Klingd(config_overrides={"reconcile": {"window_s": 1}},
+                fake_args=FAST_FAKE + ("--logs-enabled", "false")) as d:
+        d.fake.config({"script": [{"kind": "create", "fault": "reset_after_create", "count": 2}]})
+        d.post("/v1/pause")
+        r = d.submit(specs(5, "nolog"))
+        d.post("/v1/resume")
+        jobs = d.wait_terminal([j["id"] for j in r["jobs"]], timeout=30)
+        failed = [j for j in jobs.values() if j["state"] == "failed"]
+        assert len(failed) == 2, [(j["key"], j["state"]) for j in jobs.values()]
+        assert all(j["error"]["code"] == "ambiguous_create" for j in failed)
+        assert all("reconciling" in history_steps(d, j["id"]) for j in failed)
+        assert d.fake.stats()["create_calls"] == 5
+
+
+def test_reconciling_survives_a_restart_and_shows_in_status():
+    # The log row appears only after 2 s: the job waits in `reconciling` across a restart.
+    with Klingd(config_overrides={"reconcile": {"window_s": 60}},
+                fake_args=FAST_FAKE + ("--logs-delay-s", "2")) as d:
+        d.fake.config({"script": [{"kind": "create", "fault": "reset_after_create", "count": 1}]})
+        r = d.submit(specs(1, "survive"))
+        jid = r["jobs"][0]["id"]
+        d.wait_for(lambda: d.job(jid).get("step") == "reconciling", 10, what="reconciling")
+        assert d.job(jid)["state"] == "submitting"
+        assert d.get_json("/v1/status")["reconciling"] == 1
+        d.kill()
+        d.start()
+        j = d.wait_terminal([jid], timeout=30)[jid]
+        assert j["state"] == "completed" and j["attempts"] == 1, j
+        st = d.fake.stats()
+        assert st["create_calls"] == 1
+
+
+if __name__ == "__main__":
+    sys.exit(klingtest.run_tests(globals()))
