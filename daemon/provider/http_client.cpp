@@ -54,6 +54,28 @@ bool has_crlf(std::string_view s)
   return s.find_first_of("\r\n") != std::string_view::npos;
 }
 
+// A server may quote the request's credential back ("invalid key sk-…"); response bodies
+// end up in job errors, logs and the database, where the API key must never be (SPEC §4.3).
+void redact_credentials(const std::vector<std::pair<std::string, std::string>>& headers, std::string& body)
+{
+  for (const auto& [name, value] : headers) {
+    if (!iequals(name, "Authorization")) {
+      continue;
+    }
+    std::string_view secret = value;
+    if (auto space = secret.find(' '); space != std::string_view::npos) {
+      secret.remove_prefix(space + 1); // "Bearer <key>": the scheme is no secret
+    }
+    if (secret.size() < 8) {
+      continue; // too short to tell from ordinary text
+    }
+    constexpr std::string_view k_mask = "[redacted]";
+    for (auto pos = body.find(secret); pos != std::string::npos; pos = body.find(secret, pos + k_mask.size())) {
+      body.replace(pos, secret.size(), k_mask);
+    }
+  }
+}
+
 TransportError failure(TransportFailure kind, std::string message)
 {
   return TransportError{kind, std::move(message)};
@@ -568,7 +590,12 @@ HttpClient::~HttpClient() = default;
 
 asio::awaitable<Result<HttpResponse, TransportError>> HttpClient::request(HttpRequest req)
 {
-  co_return co_await m_impl->run(std::move(req), nullptr);
+  auto headers = req.headers;
+  auto out = co_await m_impl->run(std::move(req), nullptr);
+  if (out) {
+    redact_credentials(headers, out->body);
+  }
+  co_return out;
 }
 
 asio::awaitable<Result<HttpResponse, TransportError>>

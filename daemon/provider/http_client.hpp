@@ -113,7 +113,8 @@ public:
   HttpClient& operator=(const HttpClient&) = delete;
 
   // One exchange, whole body in memory. Any HTTP status is a success here; only transport
-  // failures are errors. Redirects are not followed.
+  // failures are errors. Redirects are not followed. The request's Authorization credential
+  // never appears in the returned body: a server that quotes it back gets "[redacted]".
   boost::asio::awaitable<Result<HttpResponse, TransportError>> request(HttpRequest req);
 
   // Streaming exchange for downloads, constant memory: on_head is called once with status

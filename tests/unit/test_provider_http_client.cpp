@@ -108,6 +108,24 @@ TEST_CASE("HttpClient: JSON response, request shape, case-insensitive headers")
   CHECK(seen->header("Authorization") == "Bearer sk-very-secret");
 }
 
+TEST_CASE("HttpClient: a body that quotes the request's credential back gets it redacted")
+{
+  asio::io_context ctx;
+  TestServer server(ctx.get_executor(), [&](std::shared_ptr<ServerConnection> c) -> asio::awaitable<void> {
+    auto req = co_await c->read_request();
+    auto auth = req->header("Authorization").value_or("");
+    co_await c->respond(401, R"x({"message":"invalid key: )x" + auth + " (" + auth + R"x()"})x",
+                        hdr("Content-Type", "application/json"));
+  });
+  HttpClient client(ctx.get_executor(), {});
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto res = co_await client.request(post(server.url("/v2/video/generations"), "{}"));
+    REQUIRE(res.ok());
+    CHECK(res->status == 401);
+    CHECK(res->body == R"x({"message":"invalid key: Bearer [redacted] (Bearer [redacted])"})x");
+  });
+}
+
 TEST_CASE("HttpClient: keep-alive reuses one connection for 10 requests (http)")
 {
   asio::io_context ctx;
