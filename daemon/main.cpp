@@ -15,6 +15,9 @@ int main(int argc, char** argv)
 {
   using namespace klingd;
   std::signal(SIGPIPE, SIG_IGN);
+  // Past RLIMIT_FSIZE the kernel sends SIGXFSZ, whose default action kills the daemon mid-write;
+  // ignored, write() fails with EFBIG and the download is retried like any full disk.
+  std::signal(SIGXFSZ, SIG_IGN);
 
   CLI::App app{"klingd: turns batches of Kling video jobs into verified MP4 files"};
   std::string config_path;
