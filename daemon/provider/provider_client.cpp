@@ -237,10 +237,10 @@ Result<GenerationStatus> parse_status(std::string_view body)
         g.video_url = std::string(url->as_string());
       }
       if (const auto* size = field(*video, "file_size")) {
+        // Boost.JSON keeps only values above INT64_MAX as uint64: no believable size, and the
+        // cast to int64 would make them negative.
         if (size->is_int64() && size->as_int64() >= 0) {
           g.file_size = size->as_int64();
-        } else if (size->is_uint64()) {
-          g.file_size = static_cast<std::int64_t>(size->as_uint64());
         }
       }
     } else if (const auto* video = field(*v, "video"); video && video->is_array() && !video->as_array().empty()) {

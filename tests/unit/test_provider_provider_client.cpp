@@ -121,6 +121,16 @@ TEST_CASE("provider: status objects in every documented and seen shape")
   CHECK_FALSE(parse_status(R"({"id":"x"})").ok());
 }
 
+TEST_CASE("provider: a file_size beyond int64 is no size, never a negative one (found by fuzz_provider_response)")
+{
+  auto st = parse_status(R"({"status":"completed","video":{"url":"https://c/v.mp4","file_size":18446744073709551615}})");
+  REQUIRE(st.ok());
+  CHECK_FALSE(st->file_size.has_value());
+  auto max = parse_status(R"({"status":"completed","video":{"url":"https://c/v.mp4","file_size":9223372036854775807}})");
+  REQUIRE(max.ok());
+  CHECK(max->file_size == INT64_MAX);
+}
+
 TEST_CASE("provider: poll outcomes")
 {
   CHECK(classify_poll(resp(200, R"({"status":"queued"})")).outcome.cls == CallClass::ok);
