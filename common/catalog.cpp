@@ -416,7 +416,8 @@ std::optional<ModelInfo> Loader::model(const json::value& v, const std::string& 
       json::object kept;
       for (const auto& [key, value] : own->get_object()) {
         if (value.is_null()) {
-          std::erase_if(m.params, [&](const NamedParam& q) { return q.name == key; });
+          // Not captured directly: clang before 16 cannot capture a structured binding.
+          std::erase_if(m.params, [name = std::string_view(key)](const NamedParam& q) { return q.name == name; });
         } else {
           kept.emplace(key, value);
         }

@@ -303,8 +303,9 @@ struct Checker
     bool ok = true;
     for (const auto& [key, value] : o) {
       const std::string child = fmt::format("{}.{}", path, std::string_view(key));
+      // Not captured directly: clang before 16 cannot capture a structured binding.
       auto it = std::find_if(s.properties.begin(), s.properties.end(),
-                             [&](const NamedParam& p) { return p.name == key; });
+                             [name = std::string_view(key)](const NamedParam& p) { return p.name == name; });
       if (it == s.properties.end()) {
         if (s.allow_extra) {
           out.emplace(key, value);
