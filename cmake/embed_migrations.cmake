@@ -1,6 +1,7 @@
 # Writes OUT: a C++ file defining klingd::store::k_migrations from the .sql FILES
 # (sorted; each named NNNN_name.sql, NNNN being its user_version).
 set(content "// Generated from migrations/*.sql by cmake/embed_migrations.cmake. Do not edit.\n#include \"daemon/store/migrations.hpp\"\nnamespace klingd::store {\nconst std::vector<Migration> k_migrations = {\n")
+string(REPLACE "|" ";" FILES "${FILES}")
 foreach(f IN LISTS FILES)
   get_filename_component(name ${f} NAME_WE)
   string(REGEX MATCH "^([0-9]+)_" _ ${name})

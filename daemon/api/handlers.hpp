@@ -22,4 +22,7 @@ boost::asio::awaitable<Response> handle_resume(ApiContext ctx, Request req, Path
 boost::asio::awaitable<Response> handle_metrics(ApiContext ctx, Request req, PathParams params);
 boost::asio::awaitable<Response> handle_models(ApiContext ctx, Request req, PathParams params);
 
+// handlers_cost.cpp
+boost::asio::awaitable<Response> handle_cost(ApiContext ctx, Request req, PathParams params);
+
 } // namespace klingd::api

@@ -53,6 +53,14 @@ asio::awaitable<Response> handle_status(ApiContext ctx, Request, PathParams)
   o["downloading"] = st.downloading;
   o["reconciling"] = st.reconciling;
   o["paused"] = st.paused ? json::value(*st.paused) : json::value(nullptr);
+  json::object budget;
+  budget["max_usd_per_day"] = st.max_usd_per_day > 0 ? json::value(st.max_usd_per_day) : json::value(nullptr);
+  json::array blocked;
+  for (const auto& b : st.budget_blocked_batches) {
+    blocked.emplace_back(b);
+  }
+  budget["blocked_batches"] = std::move(blocked);
+  o["budget"] = std::move(budget);
   json::object limits;
   limits["max_in_flight"] = st.max_in_flight;
   limits["creates_per_minute"] = st.creates_per_minute;

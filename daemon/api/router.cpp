@@ -33,6 +33,7 @@ const std::array k_routes{
   Route{"POST", "/v1/resume", handle_resume},
   Route{"GET", "/metrics", handle_metrics},
   Route{"GET", "/v1/models", handle_models},
+  Route{"GET", "/v1/cost", handle_cost},
 };
 
 // Matches `segments` against `pattern`; fills `params` on success.

@@ -25,6 +25,9 @@
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <set>
+
+#include <boost/json.hpp>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -86,6 +89,7 @@ struct Actor
   bool claimed = false;        // picked from the queue, not yet `submitting` in the store
   bool user_canceled = false;
   bool spread_first_poll = false; // resumed at start: spread the first poll
+  double expected_cost = 0;       // estimate made at dispatch (budgets)
   std::int64_t unflushed_polls = 0;
   asio::cancellation_signal cancel;
 };
@@ -203,6 +207,9 @@ public:
     m_provider.set_options(provider_options(c));
     m_rate.set_rate(c.provider.creates_per_minute);
     m_download_slots.set_permits(c.download.max_concurrent);
+    // Budgets may have been raised: look at every blocked scope again.
+    m_blocked_batches.clear();
+    m_budget_block.reset();
     // SPEC §3.4: a reload resumes dispatch paused for an account problem.
     if (m_paused && m_pause_is_account) {
       resume();
@@ -223,7 +230,9 @@ public:
     }
     s.in_flight = in_flight_total();
     s.reconciling = static_cast<int>(m_reconcile.size());
-    s.paused = m_paused;
+    s.paused = m_paused ? m_paused : m_budget_block;
+    s.budget_blocked_batches.assign(m_blocked_batches.begin(), m_blocked_batches.end());
+    s.max_usd_per_day = m_config.budget.max_usd_per_day;
     s.max_in_flight = m_config.provider.max_in_flight;
     s.creates_per_minute = m_config.provider.creates_per_minute;
     s.download_max_concurrent = m_config.download.max_concurrent;
@@ -346,19 +355,87 @@ private:
       it = it->second <= now ? m_not_before.erase(it) : std::next(it);
     }
     const auto room = static_cast<std::size_t>(m_config.provider.max_in_flight - in_flight_total());
+    const std::vector<std::string> blocked(m_blocked_batches.begin(), m_blocked_batches.end());
+    std::optional<double> today;                            // spend counted against the daily budget
+    std::unordered_map<std::string, double> batch_spent;    // per batch, this round
+    m_budget_block.reset();
     std::size_t started = 0;
-    for (auto& job : m_store.next_queued(room + m_claimed + m_not_before.size())) {
+    for (auto& job : m_store.next_queued(room + m_claimed + m_not_before.size(), blocked)) {
       if (started == room || m_paused || m_rate.next_slot(now) > now) {
         break;
       }
       if (m_actors.contains(job.id) || m_not_before.contains(job.id)) {
         continue;
       }
+      // Budgets (issue 10): what is spent or in flight plus this job's expected
+      // cost must stay within them; otherwise dispatch of that scope waits. Nothing fails.
+      const double expected = expected_cost(job).value_or(0);
+      if (m_config.budget.max_usd_per_day > 0) {
+        if (!today) {
+          today = m_store.spend_since(format_day(now_utc()) + "T00:00:00.000Z");
+        }
+        if (*today + expected > m_config.budget.max_usd_per_day) {
+          m_budget_block = fmt::format("daily budget: ${:.2f} spent or in flight today + ${:.2f} for the next job would "
+                                       "pass budget.max_usd_per_day ${:.2f}; dispatch resumes at 00:00 UTC or when the "
+                                       "budget is raised (reload)",
+                                       *today, expected, m_config.budget.max_usd_per_day);
+          break;
+        }
+      }
+      if (auto budget = m_store.batch_budget(job.batch)) {
+        auto it = batch_spent.find(job.batch);
+        if (it == batch_spent.end()) {
+          it = batch_spent.emplace(job.batch, m_store.batch_spend(job.batch)).first;
+        }
+        if (it->second + expected > *budget) {
+          m_blocked_batches.insert(job.batch);
+          log::warning("engine.batch_budget_reached", {{"batch", job.batch}, {"spent_usd", it->second},
+                                                      {"next_usd", expected}, {"max_usd", *budget}});
+          continue;
+        }
+        it->second += expected;
+      }
+      if (today) {
+        *today += expected;
+      }
       m_rate.record(now);
+      const std::string id = job.id;
       spawn_actor(std::move(job), false);
+      if (auto* a = find_actor(id)) {
+        a->expected_cost = expected;
+      }
       ++started;
     }
+    if (m_budget_block) {
+      log_budget_block();
+    }
     return started;
+  }
+
+  void log_budget_block()
+  {
+    if (m_budget_block != m_logged_budget_block) {
+      log::warning("engine.budget_reached", {{"reason", *m_budget_block}});
+      m_logged_budget_block = m_budget_block;
+    }
+  }
+
+  // The median recorded cost of recent jobs of the same model and duration,
+  // else the catalog's price for the request; nullopt when neither is known.
+  std::optional<double> expected_cost(const Job& job)
+  {
+    boost::system::error_code ec;
+    auto request = boost::json::parse(job.request, ec);
+    if (ec || !request.is_object()) {
+      return std::nullopt;
+    }
+    const auto* d = request.as_object().if_contains("duration");
+    auto costs = m_store.recent_costs(job.model, d ? boost::json::serialize(*d) : std::string(), 21);
+    if (costs.size() >= 3) {
+      std::nth_element(costs.begin(), costs.begin() + static_cast<std::ptrdiff_t>(costs.size() / 2), costs.end());
+      return costs[costs.size() / 2];
+    }
+    return m_catalog.estimate_usd(request.as_object());
   }
 
   Clock::duration next_backoff_wait(Clock::time_point now) const
@@ -497,6 +574,7 @@ private:
       JobUpdate u;
       u.step = std::optional<std::string>{};
       u.error = std::optional<JobError>{};
+      u.cost_estimate_usd = a.expected_cost;
       if (!s.transition(job.id, JobState::queued, JobState::submitting, u)) {
         return; // canceled meanwhile
       }
@@ -1271,6 +1349,9 @@ private:
   int m_in_flight = 0;
   std::size_t m_claimed = 0; // actors whose job is still `queued` in the store
   std::optional<std::string> m_paused;
+  std::optional<std::string> m_budget_block;        // why the daily budget stops dispatch, if it does
+  std::optional<std::string> m_logged_budget_block;
+  std::set<std::string> m_blocked_batches;          // batches whose max_usd is reached
   bool m_pause_is_account = false;
   bool m_stopping = false;
 };

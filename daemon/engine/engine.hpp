@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace klingd {
 class Metrics;
@@ -35,7 +36,9 @@ struct EngineStatus
   int downloading = 0;   // downloads running
   int in_flight = 0;     // submitting + generating (what max_in_flight limits)
   int reconciling = 0;   // ambiguous creates being settled
-  std::optional<std::string> paused; // null, or why dispatch of new creates is stopped
+  std::optional<std::string> paused; // null, or why dispatch of new creates is stopped (incl. the daily budget)
+  std::vector<std::string> budget_blocked_batches; // batches waiting because their max_usd is reached
+  double max_usd_per_day = 0;
   int max_in_flight = 0;
   double creates_per_minute = 0;
   int download_max_concurrent = 0;

@@ -359,6 +359,7 @@ SetClause build_set(const JobUpdate& u)
   if (u.accepted_at) s.add("accepted_at", *u.accepted_at);
   if (u.cost_usd) s.add("cost_usd", *u.cost_usd);
   if (u.cost_credits) s.add("cost_credits", *u.cost_credits);
+  if (u.cost_estimate_usd) s.add("cost_estimate_usd", *u.cost_estimate_usd);
   return s;
 }
 
@@ -498,6 +499,75 @@ std::vector<Attempt> JobStore::attempts_with_outcome(std::string_view outcome)
   std::vector<Attempt> out;
   while (st.step()) {
     out.push_back(read_attempt(st));
+  }
+  return out;
+}
+
+CostSummary JobStore::cost_summary()
+{
+  CostSummary out;
+  auto rows = [&](std::string_view sql) {
+    std::vector<CostRow> v;
+    auto& st = m_db.prepare(sql);
+    while (st.step()) {
+      v.push_back(CostRow{st.text(0), st.real(1), st.int64(2), st.int64(3)});
+    }
+    return v;
+  };
+  auto total = rows("SELECT 'total', coalesce(sum(cost_usd), 0), coalesce(sum(cost_credits), 0), count(*) "
+                    "FROM jobs WHERE cost_usd IS NOT NULL");
+  if (!total.empty()) {
+    out.total = total.front();
+  }
+  out.by_day = rows("SELECT substr(coalesce(accepted_at, created_at), 1, 10) AS d, sum(cost_usd), "
+                    "coalesce(sum(cost_credits), 0), count(*) FROM jobs WHERE cost_usd IS NOT NULL GROUP BY d ORDER BY d");
+  out.by_model = rows("SELECT model, sum(cost_usd), coalesce(sum(cost_credits), 0), count(*) FROM jobs "
+                      "WHERE cost_usd IS NOT NULL GROUP BY model ORDER BY model");
+  out.by_batch = rows("SELECT batch, sum(cost_usd), coalesce(sum(cost_credits), 0), count(*) FROM jobs "
+                      "WHERE cost_usd IS NOT NULL GROUP BY batch ORDER BY batch");
+  out.by_label = rows("SELECT l.name || '=' || l.value AS k, sum(j.cost_usd), coalesce(sum(j.cost_credits), 0), count(*) "
+                      "FROM job_labels l JOIN jobs j ON j.id = l.job_id WHERE j.cost_usd IS NOT NULL GROUP BY k ORDER BY k");
+  return out;
+}
+
+double JobStore::spend_since(std::string_view since)
+{
+  auto& st = m_db.prepare("SELECT coalesce(sum(coalesce(cost_usd, cost_estimate_usd, 0)), 0) FROM jobs "
+                          "WHERE accepted_at >= ? OR state = 'submitting'");
+  st.bind(1, since);
+  st.step();
+  return st.real(0);
+}
+
+double JobStore::batch_spend(std::string_view batch)
+{
+  auto& st = m_db.prepare("SELECT coalesce(sum(coalesce(cost_usd, cost_estimate_usd, 0)), 0) FROM jobs "
+                          "WHERE batch = ? AND (accepted_at IS NOT NULL OR state = 'submitting')");
+  st.bind(1, batch);
+  st.step();
+  return st.real(0);
+}
+
+std::optional<double> JobStore::batch_budget(std::string_view batch)
+{
+  auto& st = m_db.prepare("SELECT max_usd FROM batches WHERE id = ?");
+  st.bind(1, batch);
+  if (!st.step()) {
+    return std::nullopt;
+  }
+  return st.opt_real(0);
+}
+
+std::vector<double> JobStore::recent_costs(std::string_view model, std::string_view duration, int limit)
+{
+  auto& st = m_db.prepare("SELECT cost_usd FROM jobs WHERE model = ? AND cost_usd IS NOT NULL "
+                          "AND coalesce(json_extract(request, '$.duration'), '') = json_extract(?, '$') "
+                          "ORDER BY id DESC LIMIT ?");
+  st.bind(1, model).bind(2, duration.empty() ? std::string_view("\"\"") : duration);
+  st.bind(3, static_cast<std::int64_t>(limit));
+  std::vector<double> out;
+  while (st.step()) {
+    out.push_back(st.real(0));
   }
   return out;
 }

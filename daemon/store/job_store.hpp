@@ -134,6 +134,7 @@ struct JobUpdate
   std::optional<std::string> accepted_at;
   std::optional<double> cost_usd;
   std::optional<std::int64_t> cost_credits;
+  std::optional<double> cost_estimate_usd;
   bool clear_video = false;       // forget url/size/result (retry)
   bool clear_generation = false;  // forget generation id (retry that must create anew)
 };
@@ -150,6 +151,20 @@ struct Attempt
   std::optional<std::string> inference_id;
   std::optional<std::int64_t> credits;
   std::optional<double> usd;
+};
+
+struct CostRow
+{
+  std::string key; // the day, model, batch or "name=value" label
+  double usd = 0;
+  std::int64_t credits = 0;
+  std::int64_t jobs = 0;
+};
+
+struct CostSummary
+{
+  CostRow total;
+  std::vector<CostRow> by_day, by_model, by_batch, by_label;
 };
 
 class JobStore
@@ -191,6 +206,18 @@ public:
   void finish_attempt(const Attempt& attempt);
   std::vector<Attempt> attempts(std::string_view job_id);
   std::vector<Attempt> attempts_with_outcome(std::string_view outcome);
+
+  // Known spend (jobs with a recorded cost), summed by day accepted, model, batch and label.
+  CostSummary cost_summary();
+  // Spend that counts against budgets: recorded cost, else the estimate made at
+  // dispatch, of jobs accepted since `since` (RFC 3339) or still submitting.
+  double spend_since(std::string_view since);
+  // The same for one batch, all days; and the batch's own budget (max_usd), if any.
+  double batch_spend(std::string_view batch);
+  std::optional<double> batch_budget(std::string_view batch);
+  // Recorded costs of recent jobs of `model` with this duration (JSON text of
+  // request.duration, e.g. "5" or "\"5\""), newest first.
+  std::vector<double> recent_costs(std::string_view model, std::string_view duration, int limit);
 
   std::vector<std::pair<JobState, std::int64_t>> counts_by_state();
   std::vector<std::pair<JobState, std::int64_t>> batch_counts(std::string_view batch);

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""What each video cost, and budgets that stop dispatch without failing anything (issue 10)."""
+
+import json
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import klingtest  # noqa: E402
+from klingtest import Klingd  # noqa: E402
+from test_engine import FAST_FAKE, specs  # noqa: E402
+
+
+def reload(d, overrides):
+    d.write_config(overrides)
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_for(lambda: "event=config.reloaded" in d.log()[-20000:], 10, what="reload")
+
+
+def states(d, ids):
+    return [d.job(i)["state"] for i in ids]
+
+
+def test_costs_match_the_providers_prices_and_sum_up():
+    with Klingd(fake_args=FAST_FAKE) as d:
+        r = d.submit([dict(s, labels={"scene": "a" if i % 2 else "b"}) for i, s in enumerate(specs(4, "cost"))])
+        jobs = d.wait_terminal([j["id"] for j in r["jobs"]])
+        gens = {g["id"]: g for g in d.fake.stats()["generations"]}
+        total = 0.0
+        for j in jobs.values():
+            g = gens[j["generation_id"]]
+            assert g["cost"]["usd"] > 0
+            assert abs(j["cost"]["usd"] - g["cost"]["usd"]) < 1e-9, (j["cost"], g["cost"])
+            assert j["cost"]["credits"] == g["cost"]["credits"]
+            total += g["cost"]["usd"]
+        cost = d.get_json("/v1/cost")
+        assert abs(cost["total"]["usd"] - total) < 1e-9 and cost["total"]["jobs"] == 4, cost
+        assert [b["batch"] for b in cost["by_batch"]] == [r["batch"]]
+        assert {l["label"]: l["jobs"] for l in cost["by_label"]} == {"scene=a": 2, "scene=b": 2}
+        assert cost["by_model"][0]["model"] == "klingai/video-v3-pro-text-to-video"
+        assert len(cost["by_day"]) == 1
+
+
+def test_daily_budget_stops_at_the_right_job_and_resumes_after_a_reload():
+    with Klingd(config_overrides={"provider": {"max_in_flight": 1}}, fake_args=FAST_FAKE) as d:
+        # Three jobs teach klingd what one costs (the median of recorded costs).
+        first = d.submit(specs(3, "learn"))
+        done = d.wait_terminal([j["id"] for j in first["jobs"]])
+        c = list(done.values())[0]["cost"]["usd"]
+        # Room for exactly two more today: 3c spent, 5.5c allowed.
+        reload(d, {"provider": {"max_in_flight": 1}, "budget": {"max_usd_per_day": 5.5 * c}})
+        r = d.submit(specs(4, "capped"))
+        ids = [j["id"] for j in r["jobs"]]
+        d.wait_for(lambda: states(d, ids).count("completed") == 2, 30, what="two jobs")
+        time.sleep(1.0)
+        assert states(d, ids) == ["completed", "completed", "queued", "queued"], states(d, ids)
+        status = d.get_json("/v1/status")
+        assert status["paused"] and "daily budget" in status["paused"], status["paused"]
+        assert d.fake.stats()["create_calls"] == 5
+        reload(d, {"provider": {"max_in_flight": 1}, "budget": {"max_usd_per_day": 100 * c}})
+        jobs = d.wait_terminal(ids)
+        assert all(j["state"] == "completed" for j in jobs.values())
+        assert d.get_json("/v1/status")["paused"] is None
+
+
+def test_batch_budget_holds_its_batch_only():
+    with Klingd(config_overrides={"provider": {"max_in_flight": 1}}, fake_args=FAST_FAKE) as d:
+        first = d.submit(specs(3, "learn"))
+        done = d.wait_terminal([j["id"] for j in first["jobs"]])
+        c = list(done.values())[0]["cost"]["usd"]
+        capped = d.submit(specs(3, "capped"), max_usd=1.5 * c)
+        free = d.submit(specs(2, "free"))
+        d.wait_terminal([j["id"] for j in free["jobs"]])
+        ids = [j["id"] for j in capped["jobs"]]
+        d.wait_for(lambda: "completed" in states(d, ids), 20, what="the capped batch's first job")
+        time.sleep(0.5)
+        assert states(d, ids) == ["completed", "queued", "queued"], states(d, ids)
+        assert capped["batch"] in d.get_json("/v1/status")["budget"]["blocked_batches"]
+
+
+if __name__ == "__main__":
+    sys.exit(klingtest.run_tests(globals()))
