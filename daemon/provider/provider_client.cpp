@@ -98,6 +98,9 @@ std::string detail_text(const json::array& detail)
     if (const auto* m = field(d, "msg"); m && m->is_string()) {
       msg = std::string(m->as_string());
     }
+    if (loc.empty() && msg.empty()) {
+      continue;
+    }
     if (!out.empty()) {
       out += "; ";
     }
@@ -160,24 +163,28 @@ CallError http_error(const HttpResponse& r, bool is_create)
 
 std::string error_text(int status, std::string_view body)
 {
+  // An empty text ("", a detail entry without msg) says less than the status: fall through.
+  auto said = [](std::string text) -> std::optional<std::string> {
+    return text.empty() ? std::nullopt : std::optional<std::string>(clip(std::move(text)));
+  };
   if (auto v = parse_json(body)) {
     if (const auto* m = field(*v, "message"); m && m->is_string() && !m->as_string().empty()) {
       return clip(std::string(m->as_string()));
     }
     if (const auto* e = field(*v, "error")) {
       if (const auto* m = field(*e, "message"); m && m->is_string()) {
-        return clip(std::string(m->as_string()));
+        if (auto t = said(std::string(m->as_string()))) return *t;
       }
       if (e->is_string()) {
-        return clip(std::string(e->as_string()));
+        if (auto t = said(std::string(e->as_string()))) return *t;
       }
     }
     if (const auto* d = field(*v, "detail")) {
       if (d->is_array()) {
-        return clip(detail_text(d->as_array()));
+        if (auto t = said(detail_text(d->as_array()))) return *t;
       }
       if (d->is_string()) {
-        return clip(std::string(d->as_string()));
+        if (auto t = said(std::string(d->as_string()))) return *t;
       }
     }
   }
@@ -207,9 +214,10 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view valu
   std::tm tm{};
   std::string s(value);
   if (strptime(s.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm)) {
-    const auto when = std::chrono::system_clock::from_time_t(timegm(&tm));
-    auto delta = std::chrono::duration_cast<std::chrono::milliseconds>(when - std::chrono::system_clock::now());
-    return std::clamp(delta, std::chrono::milliseconds(0), std::chrono::milliseconds(86400 * 1000));
+    // Compared in whole seconds: a date centuries away (year 15, year 9999) does not fit
+    // system_clock's nanoseconds, and converting it would overflow.
+    const std::int64_t delta = static_cast<std::int64_t>(timegm(&tm)) - static_cast<std::int64_t>(std::time(nullptr));
+    return std::chrono::milliseconds(std::clamp<std::int64_t>(delta, 0, 86400) * 1000);
   }
   return std::nullopt;
 }

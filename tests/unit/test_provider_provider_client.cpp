@@ -75,6 +75,12 @@ TEST_CASE("provider: error messages come from every documented shape")
   CHECK(error_text(400, std::string(5000, 'x')).size() < 20);
   auto long_msg = error_text(400, "{\"message\":\"" + std::string(5000, 'y') + "\"}");
   CHECK(long_msg.size() < 600);
+  // Shapes that say nothing fall back to the status, never to an empty message (found by
+  // fuzz_provider_response: a job failed with message "").
+  CHECK(error_text(422, R"({"detail":[{"lmc":["body","duration"]}]})") == "HTTP 422");
+  CHECK(error_text(422, R"({"detail":[{"loc":["body"]},{"msg":"bad"}]})") == "bad");
+  CHECK(error_text(500, R"({"error":{"message":""}})") == "HTTP 500");
+  CHECK(error_text(500, R"({"error":"","detail":""})") == "HTTP 500");
 }
 
 TEST_CASE("provider: status objects in every documented and seen shape")
@@ -152,6 +158,10 @@ TEST_CASE("provider: Retry-After as seconds, fractions or an HTTP date")
   auto past = parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT");
   REQUIRE(past);
   CHECK(*past == std::chrono::milliseconds(0));
+  // Dates outside system_clock's range once overflowed converting to nanoseconds (UBSan, found
+  // by fuzz_provider_response): far past is "now", far future the one-day cap.
+  CHECK(parse_retry_after("Wed, 21 Oct 0015 07:28:00 GMT") == std::chrono::milliseconds(0));
+  CHECK(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT") == std::chrono::milliseconds(86400 * 1000));
 }
 
 TEST_CASE("provider: request-log pages")
