@@ -75,6 +75,7 @@ int main(int argc, char** argv)
   pause->add_option("--reason", reason, "shown in status");
   auto* resume = app.add_subcommand("resume", "dispatch again");
   auto* models = app.add_subcommand("models", "the models klingd accepts");
+  auto* dashboard = app.add_subcommand("dashboard", "print the web dashboard's address (with its access token)");
 
   try {
     app.parse(argc, argv);
@@ -120,6 +121,9 @@ int main(int argc, char** argv)
     }
     if (*models) {
       return cmd_models(s);
+    }
+    if (*dashboard) {
+      return cmd_dashboard(s);
     }
   } catch (const CliExit& e) {
     if (*e.what()) {

@@ -4,6 +4,7 @@
 #include "common/log.hpp"
 #include "common/version.hpp"
 #include "daemon/api/api_server.hpp"
+#include "daemon/dashboard/access.hpp"
 #include "daemon/engine/engine.hpp"
 #include "daemon/metrics.hpp"
 #include "daemon/notifier.hpp"
@@ -127,12 +128,28 @@ int run_daemon(common::Config config, std::string config_path)
   committer.on_committed = [&](std::vector<store::Event>&&) { events.notify(); };
 
   engine::Engine engine(io.get_executor(), config, *catalog, job_store, committer, metrics);
+  std::optional<dashboard::Access> dashboard_access;
+  if (!config.dashboard.listen.empty()) {
+    auto access = dashboard::open_access(config.store.state_dir, config.dashboard.listen);
+    if (!access) {
+      log::error("klingd.startup_failed", {{"error", access.error().message}});
+      return 1;
+    }
+    dashboard_access = std::move(*access);
+  }
   api::ApiServer server(io.get_executor(),
                         api::ApiContext{config, *catalog, job_store, committer, engine, events, metrics,
-                                        std::chrono::steady_clock::now()});
+                                        std::chrono::steady_clock::now(),
+                                        dashboard_access ? &*dashboard_access : nullptr});
   if (auto r = server.listen(config.socket.path, config.socket.mode); !r) {
     log::error("klingd.startup_failed", {{"error", r.error().message}});
     return 1;
+  }
+  if (dashboard_access) {
+    if (auto r = server.listen_dashboard(); !r) {
+      log::error("klingd.startup_failed", {{"error", r.error().message}});
+      return 1;
+    }
   }
   server.start();
 

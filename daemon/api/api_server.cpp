@@ -9,6 +9,8 @@
 #include "daemon/api/error.hpp"
 #include "daemon/api/json_codec.hpp"
 #include "daemon/api/router.hpp"
+#include "daemon/dashboard/access.hpp"
+#include "daemon/dashboard/routes.hpp"
 #include "daemon/metrics.hpp"
 #include "daemon/notifier.hpp"
 #include "daemon/store/job_store.hpp"
@@ -16,6 +18,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -33,6 +36,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fcntl.h>
+#include <functional>
 #include <set>
 
 namespace klingd::api {
@@ -42,7 +47,10 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace json = boost::json;
 using Local = asio::local::stream_protocol;
-using Stream = beast::basic_stream<Local, asio::any_io_executor, beast::unlimited_rate_policy>;
+using Tcp = asio::ip::tcp;
+// One session code for both listeners: the Unix socket and the dashboard's TCP port.
+template <typename Proto>
+using StreamOf = beast::basic_stream<Proto, asio::any_io_executor, beast::unlimited_rate_policy>;
 using namespace std::chrono_literals;
 
 namespace {
@@ -59,6 +67,11 @@ constexpr auto k_write_timeout = 30s;
 constexpr auto k_stream_wait = 15s;
 constexpr std::uint32_t k_header_limit = 16 * 1024;
 constexpr std::size_t k_events_per_read = 500;
+
+Peer peer_of(Tcp::socket&)
+{
+  return Peer{};
+}
 
 Peer peer_of(Local::socket& sock)
 {
@@ -87,7 +100,7 @@ std::string media_type(std::string_view content_type)
 }
 
 // Builds our Request from Beast's; nullopt when the target is not a valid origin-form URL.
-std::optional<Request> to_request(http::request<http::string_body>&& in, const Peer& peer)
+std::optional<Request> to_request(http::request<http::string_body>&& in, const Peer& peer, bool dashboard)
 {
   auto url = boost::urls::parse_origin_form(in.target());
   if (!url) {
@@ -103,6 +116,17 @@ std::optional<Request> to_request(http::request<http::string_body>&& in, const P
     r.query.emplace(std::string(param.key), std::string(param.value));
   }
   r.content_type = media_type(in[http::field::content_type]);
+  if (dashboard) {
+    // Only the dashboard's checks read header fields; the socket API needs none.
+    for (const auto& f : in) {
+      std::string name(f.name_string());
+      for (auto& c : name) {
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      }
+      r.headers[name] = std::string(f.value());
+    }
+    r.dashboard = true;
+  }
   r.body = std::move(in.body());
   r.peer = peer;
   return r;
@@ -110,6 +134,7 @@ std::optional<Request> to_request(http::request<http::string_body>&& in, const P
 
 // Fires after the deadline: cancels the socket's pending read (basic_stream's own
 // expiry would close the socket, and then no 408 could be written).
+template <typename Stream>
 asio::awaitable<void> watchdog(asio::steady_timer* timer, Stream* stream, bool* timed_out)
 {
   auto [ec] = co_await timer->async_wait(k_tuple);
@@ -121,6 +146,7 @@ asio::awaitable<void> watchdog(asio::steady_timer* timer, Stream* stream, bool* 
 }
 
 // Runs a read with a deadline that leaves the socket open; beast::error::timeout when it passes.
+template <typename Stream>
 asio::awaitable<boost::system::error_code> read_within(Stream* stream, std::chrono::steady_clock::duration limit,
                                                       asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> op)
 {
@@ -147,28 +173,37 @@ public:
 
   struct Conn
   {
-    Stream* stream;
+    std::function<void()> cancel;
     bool idle;
   };
 
-  static asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self);
-  static asio::awaitable<void> session(std::shared_ptr<Impl> self, Local::socket sock);
+  template <typename Acceptor>
+  static asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self, Acceptor* acceptor, bool dashboard);
+  template <typename Proto>
+  static asio::awaitable<void> session(std::shared_ptr<Impl> self, typename Proto::socket sock, bool dashboard);
+  template <typename Stream>
   static asio::awaitable<bool> write_response(Stream& stream, Response res, bool keep_alive, unsigned version,
                                               bool head);
+  template <typename Stream>
+  static asio::awaitable<bool> write_file(Stream& stream, Response res, bool keep_alive, unsigned version, bool head);
+  template <typename Stream>
   static asio::awaitable<void> stream_events(std::shared_ptr<Impl> self, Stream& stream, std::int64_t after);
 
   asio::any_io_executor m_ex;
   ApiContext m_ctx;
   Local::acceptor m_acceptor;
+  Tcp::acceptor m_tcp_acceptor{m_ex};
   std::string m_path;
   bool m_stopping = false;
   std::set<Conn*> m_conns;
 };
 
-asio::awaitable<void> ApiServer::Impl::accept_loop(std::shared_ptr<Impl> self)
+template <typename Acceptor>
+asio::awaitable<void> ApiServer::Impl::accept_loop(std::shared_ptr<Impl> self, Acceptor* acceptor, bool dashboard)
 {
+  using Proto = typename Acceptor::protocol_type;
   while (!self->m_stopping) {
-    auto [ec, sock] = co_await self->m_acceptor.async_accept(k_tuple);
+    auto [ec, sock] = co_await acceptor->async_accept(k_tuple);
     if (ec) {
       if (self->m_stopping || ec == asio::error::operation_aborted) {
         break;
@@ -179,7 +214,7 @@ asio::awaitable<void> ApiServer::Impl::accept_loop(std::shared_ptr<Impl> self)
       co_await t.async_wait(k_tuple);
       continue;
     }
-    asio::co_spawn(self->m_ex, session(self, std::move(sock)), [](std::exception_ptr e) {
+    asio::co_spawn(self->m_ex, session<Proto>(self, std::move(sock), dashboard), [](std::exception_ptr e) {
       if (e) {
         try {
           std::rethrow_exception(e);
@@ -191,6 +226,7 @@ asio::awaitable<void> ApiServer::Impl::accept_loop(std::shared_ptr<Impl> self)
   }
 }
 
+template <typename Stream>
 asio::awaitable<bool> ApiServer::Impl::write_response(Stream& stream, Response res, bool keep_alive, unsigned version,
                                                      bool head)
 {
@@ -212,6 +248,61 @@ asio::awaitable<bool> ApiServer::Impl::write_response(Stream& stream, Response r
   co_return !ec;
 }
 
+template <typename Stream>
+asio::awaitable<bool> ApiServer::Impl::write_file(Stream& stream, Response res, bool keep_alive, unsigned version,
+                                                 bool head)
+{
+  // Opened before the header goes out, so a file gone since the handler looked is a 404.
+  const auto& f = *res.file;
+  int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    co_return co_await write_response(stream, error_response(ApiError::not_found, "the video is no longer on disk"),
+                                      keep_alive, version, head);
+  }
+  struct Closer
+  {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  http::response<http::empty_body> out;
+  out.version(version);
+  out.result(res.status);
+  out.set(http::field::server, fmt::format("klingd/{}", klingd::version()));
+  out.set(http::field::content_type, res.content_type);
+  for (auto& [name, value] : res.headers) {
+    out.set(name, value);
+  }
+  out.keep_alive(keep_alive);
+  out.content_length(f.length);
+  http::response_serializer<http::empty_body> sr{out};
+  stream.expires_after(k_write_timeout);
+  auto [hec, hn] = co_await http::async_write_header(stream, sr, k_tuple);
+  if (hec || head) {
+    co_return !hec;
+  }
+  // Chunks of 256 KiB: pread on a local file is quick, and the loop serves others between them.
+  std::vector<char> buf(256 * 1024);
+  std::uint64_t pos = f.offset;
+  std::uint64_t left = f.length;
+  while (left > 0) {
+    auto n = ::pread(fd, buf.data(), std::min<std::uint64_t>(left, buf.size()), static_cast<off_t>(pos));
+    if (n <= 0) {
+      // Truncated under us: the length promised cannot be kept, so end the connection.
+      log::warning("dashboard.video_read_failed", {{"path", f.path}, {"error", n < 0 ? std::strerror(errno) : "eof"}});
+      co_return false;
+    }
+    stream.expires_after(k_write_timeout);
+    auto [ec, w] = co_await asio::async_write(stream, asio::buffer(buf.data(), static_cast<std::size_t>(n)), k_tuple);
+    if (ec) {
+      co_return false;
+    }
+    pos += static_cast<std::uint64_t>(n);
+    left -= static_cast<std::uint64_t>(n);
+  }
+  co_return true;
+}
+
+template <typename Stream>
 asio::awaitable<void> ApiServer::Impl::stream_events(std::shared_ptr<Impl> self, Stream& stream, std::int64_t after)
 {
   using namespace asio::experimental::awaitable_operators;
@@ -258,11 +349,13 @@ asio::awaitable<void> ApiServer::Impl::stream_events(std::shared_ptr<Impl> self,
   co_await asio::async_write(stream, http::make_chunk_last(), k_tuple);
 }
 
-asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, Local::socket sock)
+template <typename Proto>
+asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, typename Proto::socket sock, bool dashboard)
 {
+  using Stream = StreamOf<Proto>;
   const Peer peer = peer_of(sock);
   Stream stream(std::move(sock));
-  Conn conn{&stream, true};
+  Conn conn{[&stream] { stream.cancel(); }, true};
   self->m_conns.insert(&conn);
   struct Unregister
   {
@@ -352,14 +445,21 @@ asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, Local
     const bool head = in.method() == http::verb::head;
     bool keep_alive = in.keep_alive() && !head;
     std::string method(in.method_string());
-    std::string target(in.target());
+    // The dashboard's first page load carries its token in the query: keep it out of logs.
+    std::string target = dashboard ? dashboard::redact_target(in.target()) : std::string(in.target());
     Response res;
     std::string route = "unmatched";
-    if (auto req = to_request(std::move(in), peer); !req) {
+    if (auto req = to_request(std::move(in), peer, dashboard); !req) {
       res = error_response(ApiError::bad_request, fmt::format("invalid request target \"{}\"", target));
     } else {
       try {
-        auto routed = co_await route_request(self->m_ctx, std::move(*req));
+        // Not `?:`: GCC 12 miscompiles co_await inside a conditional expression.
+        Routed routed;
+        if (dashboard) {
+          routed = co_await dashboard::route(self->m_ctx, std::move(*req));
+        } else {
+          routed = co_await route_request(self->m_ctx, std::move(*req));
+        }
         res = std::move(routed.response);
         route = std::move(routed.route);
       } catch (const std::exception& e) {
@@ -371,19 +471,27 @@ asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, Local
       keep_alive = false;
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    log::info("api.request", {{"method", method}, {"path", target}, {"status", res.status}, {"uid", peer.uid},
-                              {"pid", peer.pid}, {"duration_ms", fmt::format("{:.1f}", seconds * 1000)}});
+    log::info(dashboard ? "dashboard.request" : "api.request",
+              {{"method", method}, {"path", target}, {"status", res.status}, {"uid", peer.uid}, {"pid", peer.pid},
+               {"duration_ms", fmt::format("{:.1f}", seconds * 1000)}});
     self->m_ctx.metrics.request_latency(route).Observe(seconds);
     if (res.stream_events_after) {
       co_await stream_events(self, stream, *res.stream_events_after);
       break;
     }
-    if (!co_await write_response(stream, std::move(res), keep_alive, version, head) || !keep_alive) {
+    // Not `?:`: GCC 12 miscompiles co_await inside a conditional expression.
+    bool written = false;
+    if (res.file) {
+      written = co_await write_file(stream, std::move(res), keep_alive, version, head);
+    } else {
+      written = co_await write_response(stream, std::move(res), keep_alive, version, head);
+    }
+    if (!written || !keep_alive) {
       break;
     }
   }
   boost::system::error_code ignored;
-  stream.socket().shutdown(Local::socket::shutdown_send, ignored);
+  stream.socket().shutdown(asio::socket_base::shutdown_send, ignored);
   stream.socket().close(ignored);
 }
 
@@ -457,9 +565,65 @@ Result<Ok> ApiServer::listen(const std::string& socket_path, unsigned mode)
   return Ok{};
 }
 
+Result<Ok> ApiServer::listen_dashboard()
+{
+  auto* access = m_impl->m_ctx.dashboard;
+  if (!access) {
+    return make_error("dashboard", "dashboard.listen is not set");
+  }
+  auto fail = [&](std::string why) {
+    return make_error("dashboard", fmt::format("dashboard.listen {}:{}: {}", access->host, access->port, why));
+  };
+  auto host = access->host;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  boost::system::error_code ec;
+  asio::ip::tcp::resolver resolver(m_impl->m_ex);
+  auto results = resolver.resolve(host, access->port, asio::ip::tcp::resolver::numeric_service, ec);
+  if (ec) {
+    return fail(ec.message());
+  }
+  auto& acc = m_impl->m_tcp_acceptor;
+  for (const auto& entry : results) {
+    auto ep = entry.endpoint();
+    // The config allows loopback names only; check what the name resolved to as well.
+    if (!ep.address().is_loopback()) {
+      continue;
+    }
+    acc.open(ep.protocol(), ec);
+    if (!ec) {
+      acc.set_option(asio::socket_base::reuse_address(true), ec);
+      acc.bind(ep, ec);
+    }
+    if (!ec) {
+      acc.listen(asio::socket_base::max_listen_connections, ec);
+    }
+    if (!ec) {
+      access->bound_port = acc.local_endpoint().port();
+      log::info("dashboard.listening", {{"address", access->origin()}});
+      return Ok{};
+    }
+    boost::system::error_code ignored;
+    acc.close(ignored);
+  }
+  return fail(ec ? ec.message() : std::string("resolves to no loopback address"));
+}
+
 void ApiServer::start()
 {
-  asio::co_spawn(m_impl->m_ex, Impl::accept_loop(m_impl), [](std::exception_ptr e) {
+  if (m_impl->m_tcp_acceptor.is_open()) {
+    asio::co_spawn(m_impl->m_ex, Impl::accept_loop(m_impl, &m_impl->m_tcp_acceptor, true), [](std::exception_ptr e) {
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          log::error("dashboard.accept_loop_failed", {{"error", ex.what()}});
+        }
+      }
+    });
+  }
+  asio::co_spawn(m_impl->m_ex, Impl::accept_loop(m_impl, &m_impl->m_acceptor, false), [](std::exception_ptr e) {
     if (e) {
       try {
         std::rethrow_exception(e);
@@ -484,9 +648,12 @@ void ApiServer::stop()
       ::unlink(impl.m_path.c_str());
     }
   }
+  if (impl.m_tcp_acceptor.is_open()) {
+    impl.m_tcp_acceptor.close(ec);
+  }
   for (auto* conn : impl.m_conns) {
     if (conn->idle) {
-      conn->stream->cancel();
+      conn->cancel();
     }
   }
   // Event streams wait on the notifier; waking them lets them see m_stopping.

@@ -24,6 +24,9 @@ class GroupCommitter;
 namespace engine {
 class Engine;
 }
+namespace dashboard {
+struct Access;
+}
 } // namespace klingd
 
 namespace klingd::api {
@@ -40,6 +43,8 @@ struct ApiContext
   Notifier& events;
   Metrics& metrics;
   std::chrono::steady_clock::time_point started;
+  // Set when dashboard.listen is: its token and address (GET /v1/dashboard, the TCP listener).
+  dashboard::Access* dashboard = nullptr;
 };
 
 class ApiServer
@@ -55,7 +60,12 @@ public:
   // path is not a socket), then chmods the socket to `mode`.
   Result<Ok> listen(const std::string& socket_path, unsigned mode);
 
-  // Spawns the accept loop; its exception, if any, is logged.
+  // Binds the dashboard's loopback TCP listener (ctx.dashboard's host:port; port 0 picks
+  // one, written back to ctx.dashboard->bound_port). Its requests go through the same
+  // session code, past the dashboard's token check (daemon/dashboard/access.hpp).
+  Result<Ok> listen_dashboard();
+
+  // Spawns the accept loop(s); an exception, if any, is logged.
   void start();
 
   // Stops accepting, ends event streams, closes idle keep-alive connections; requests

@@ -17,6 +17,9 @@ std::string_view to_string(ApiError error)
   case ApiError::headers_too_large: return "headers_too_large";
   case ApiError::request_timeout: return "request_timeout";
   case ApiError::unsupported_media_type: return "unsupported_media_type";
+  case ApiError::unauthorized: return "unauthorized";
+  case ApiError::forbidden: return "forbidden";
+  case ApiError::range_not_satisfiable: return "range_not_satisfiable";
   case ApiError::shutting_down: return "shutting_down";
   case ApiError::internal: return "internal";
   }
@@ -36,6 +39,9 @@ unsigned http_status(ApiError error)
   case ApiError::headers_too_large: return 431;
   case ApiError::request_timeout: return 408;
   case ApiError::unsupported_media_type: return 415;
+  case ApiError::unauthorized: return 401;
+  case ApiError::forbidden: return 403;
+  case ApiError::range_not_satisfiable: return 416;
   case ApiError::shutting_down: return 503;
   case ApiError::internal: return 500;
   }

@@ -22,6 +22,9 @@ enum class ApiError {
   headers_too_large,    // request header over the header limit
   request_timeout,      // header or body not received within its deadline
   unsupported_media_type,
+  unauthorized,         // dashboard: no or wrong token
+  forbidden,            // dashboard: a non-loopback Host, or a POST from another Origin
+  range_not_satisfiable, // a Range outside the file (video)
   shutting_down,        // the daemon is stopping
   internal,             // a bug or an I/O failure; logged
 };

@@ -29,12 +29,24 @@ struct Request
   std::string content_type;                        // media type only, lower case, no parameters
   std::string body;
   Peer peer;
+  // Header fields by lower-case name (the last one wins); the dashboard reads Host,
+  // Origin, Cookie, Authorization and Range.
+  std::map<std::string, std::string> headers;
+  // Came in on the dashboard's TCP listener (already past its token check).
+  bool dashboard = false;
 
   // The first value of query parameter `name`, if given.
   std::optional<std::string> query_value(const std::string& name) const
   {
     auto it = query.find(name);
     return it == query.end() ? std::nullopt : std::optional<std::string>(it->second);
+  }
+
+  // Header field `name` (lower case), empty when absent.
+  std::string header(const std::string& name) const
+  {
+    auto it = headers.find(name);
+    return it == headers.end() ? std::string() : it->second;
   }
 };
 
@@ -47,6 +59,15 @@ struct Response
   // GET /v1/events: the server streams events after this sequence number
   // instead of sending `body`.
   std::optional<std::int64_t> stream_events_after;
+  // Sends `length` bytes of the file at `path` from `offset` instead of `body`
+  // (a video for the dashboard; the handler checked that it exists).
+  struct File
+  {
+    std::string path;
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;
+  };
+  std::optional<File> file;
 };
 
 // A JSON response (serialized with a trailing newline).

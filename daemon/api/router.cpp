@@ -2,6 +2,7 @@
 
 #include "daemon/api/error.hpp"
 #include "daemon/api/handlers.hpp"
+#include "daemon/dashboard/routes.hpp"
 
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
@@ -34,6 +35,8 @@ const std::array k_routes{
   Route{"GET", "/metrics", handle_metrics},
   Route{"GET", "/v1/models", handle_models},
   Route{"GET", "/v1/cost", handle_cost},
+  Route{"GET", "/v1/dashboard", dashboard::handle_info},
+  Route{"GET", "/v1/batches", dashboard::handle_batches},
 };
 
 // Matches `segments` against `pattern`; fills `params` on success.
