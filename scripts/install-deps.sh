@@ -9,7 +9,7 @@ packages=(cmake ninja-build g++ pkg-config
   libssl-dev libsqlite3-dev libfmt-dev libcli11-dev prometheus-cpp-dev doctest-dev
   openssl ca-certificates python3 sqlite3 curl)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(prometheus ffmpeg systemd)
+  packages+=(prometheus ffmpeg systemd chromium nodejs npm)
 fi
 
 missing=()

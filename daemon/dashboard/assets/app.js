@@ -29,7 +29,7 @@ function el(tag, attrs, ...children) {
     else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
     else e.setAttribute(k, v === true ? '' : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c !== null && c !== undefined && c !== false) e.append(c instanceof Node ? c : String(c));
   }
   return e;
@@ -81,7 +81,7 @@ function setLive(kind, text) {
 
 // ---- formatting ----------------------------------------------------------------------------
 
-const shortModel = (m) => (m || '').replace(/^klingai\//, '');
+const shortModel = (m) => (m || '').replace(/^klingai\//, '').replace(/^video-/, '');
 const usd = (v) => (v === null || v === undefined ? '' : '$' + Number(v).toFixed(Number(v) < 10 ? 3 : 2));
 function when(iso) {
   if (!iso) return '';
@@ -206,7 +206,7 @@ async function loadSpend() {
 function dayChart(days) {
   const W = 320, H = 120, pad = 18;
   const max = Math.max(...days.map((d) => d.usd || 0), 0.001);
-  const bw = (W - pad) / Math.max(days.length, 1);
+  const bw = Math.min((W - pad) / Math.max(days.length, 1), 48); // one day should not fill the chart
   const s = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'spend per day' });
   s.append(svg('line', { x1: 0, y1: H - pad, x2: W, y2: H - pad, stroke: '#d0d4db' }));
   days.forEach((d, i) => {
