@@ -105,6 +105,8 @@ int cmd_resume(Session& s);
 int cmd_models(Session& s);
 // Prints the dashboard's URL (with its token); 1 when dashboard.listen is not set.
 int cmd_dashboard(Session& s);
+// klingctl cost: spend by day, model, batch and label.
+int cmd_cost(Session& s);
 
 // Builds the request object of `submit` from its flags (reading local images).
 // Throws CliExit(2) on bad flag values.

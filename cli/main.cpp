@@ -75,6 +75,7 @@ int main(int argc, char** argv)
   pause->add_option("--reason", reason, "shown in status");
   auto* resume = app.add_subcommand("resume", "dispatch again");
   auto* models = app.add_subcommand("models", "the models klingd accepts");
+  auto* cost = app.add_subcommand("cost", "what the videos cost, by day, model, batch and label");
   auto* dashboard = app.add_subcommand("dashboard", "print the web dashboard's address (with its access token)");
 
   try {
@@ -121,6 +122,9 @@ int main(int argc, char** argv)
     }
     if (*models) {
       return cmd_models(s);
+    }
+    if (*cost) {
+      return cmd_cost(s);
     }
     if (*dashboard) {
       return cmd_dashboard(s);

@@ -19,7 +19,9 @@ Metrics::Metrics()
     m_poll_lateness(p::BuildHistogram().Name("klingd_poll_lateness_seconds").Help("How late status polls start against their schedule").Register(*m_registry)),
     m_jobs(p::BuildGauge().Name("klingd_jobs").Help("Jobs by state").Register(*m_registry)),
     m_in_flight(p::BuildGauge().Name("klingd_in_flight").Help("Jobs submitting or generating").Register(*m_registry)),
-    m_paused(p::BuildGauge().Name("klingd_dispatch_paused").Help("1 while dispatch of new creates is paused").Register(*m_registry))
+    m_paused(p::BuildGauge().Name("klingd_dispatch_paused").Help("1 while dispatch of new creates is paused").Register(*m_registry)),
+    m_spent_usd(p::BuildGauge().Name("klingd_spent_usd").Help("Recorded spend of all jobs, USD").Register(*m_registry)),
+    m_spent_credits(p::BuildGauge().Name("klingd_spent_credits").Help("Recorded spend of all jobs, credits").Register(*m_registry))
 {
 }
 
@@ -46,6 +48,8 @@ p::Histogram& Metrics::poll_lateness()
 p::Gauge& Metrics::jobs(std::string_view state) { return m_jobs.Add({{"state", std::string(state)}}); }
 p::Gauge& Metrics::in_flight() { return m_in_flight.Add({}); }
 p::Gauge& Metrics::paused() { return m_paused.Add({}); }
+p::Gauge& Metrics::spent_usd() { return m_spent_usd.Add({}); }
+p::Gauge& Metrics::spent_credits() { return m_spent_credits.Add({}); }
 
 std::string Metrics::serialize() const
 {

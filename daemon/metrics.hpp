@@ -35,6 +35,9 @@ public:
   prometheus::Gauge& jobs(std::string_view state);
   prometheus::Gauge& in_flight();
   prometheus::Gauge& paused();
+  // Recorded spend (what the provider's headers or request log said), in total.
+  prometheus::Gauge& spent_usd();
+  prometheus::Gauge& spent_credits();
 
   // Prometheus text exposition format (version 0.0.4).
   std::string serialize() const;
@@ -51,6 +54,8 @@ private:
   prometheus::Family<prometheus::Gauge>& m_jobs;
   prometheus::Family<prometheus::Gauge>& m_in_flight;
   prometheus::Family<prometheus::Gauge>& m_paused;
+  prometheus::Family<prometheus::Gauge>& m_spent_usd;
+  prometheus::Family<prometheus::Gauge>& m_spent_credits;
 };
 
 } // namespace klingd

@@ -115,6 +115,9 @@ asio::awaitable<Response> handle_metrics(ApiContext ctx, Request, PathParams)
   auto st = ctx.engine.status();
   ctx.metrics.in_flight().Set(st.in_flight);
   ctx.metrics.paused().Set(st.paused ? 1 : 0);
+  const auto spent = ctx.store.cost_summary().total;
+  ctx.metrics.spent_usd().Set(spent.usd);
+  ctx.metrics.spent_credits().Set(static_cast<double>(spent.credits));
   Response res;
   res.content_type = "text/plain; version=0.0.4; charset=utf-8";
   res.body = ctx.metrics.serialize();

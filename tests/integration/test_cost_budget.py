@@ -41,6 +41,12 @@ def test_costs_match_the_providers_prices_and_sum_up():
         assert {l["label"]: l["jobs"] for l in cost["by_label"]} == {"scene=a": 2, "scene=b": 2}
         assert cost["by_model"][0]["model"] == "klingai/video-v3-pro-text-to-video"
         assert len(cost["by_day"]) == 1
+        metrics = d.get("/metrics").body.decode()
+        line = [l for l in metrics.splitlines() if l.startswith("klingd_spent_usd ")][0]
+        assert abs(float(line.split()[1]) - total) < 1e-6, line
+        out = d.ctl("cost", check=0).stdout
+        assert f"total: ${total:.2f}" in out and "scene=a" in out and "by model" in out, out
+        assert d.ctl_json("cost") == cost
 
 
 def test_daily_budget_stops_at_the_right_job_and_resumes_after_a_reload():
