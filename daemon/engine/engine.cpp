@@ -148,6 +148,10 @@ public:
     asio::co_spawn(m_ex, dispatcher(), log_exception("engine.dispatcher"));
     asio::co_spawn(m_ex, poll_flusher(), log_exception("engine.poll_flusher"));
     asio::co_spawn(m_ex, reconciler(), log_exception("engine.reconciler"));
+    asio::co_spawn(m_ex, cost_collector(), log_exception("engine.cost_collector"));
+    for (const auto& job : m_store.completed_without_cost(format_rfc3339(now_utc() - std::chrono::hours(24)))) {
+      add_cost_lookup(job);
+    }
   }
 
   asio::awaitable<void> shutdown(Millis grace)
@@ -831,6 +835,115 @@ private:
     return seconds(std::min(cap, base * std::pow(2.0, checks)));
   }
 
+  // --- cost of jobs whose create answer carried no cost headers -------------
+  // The provider records a video's charge once it completed; its request-log
+  // row then has the cost. Looked up in batches like reconciliation.
+
+  struct CostLookup
+  {
+    std::string job_id;
+    std::string generation_id;
+    std::string model;
+    SysTime accepted;
+    Clock::time_point next_check;
+    int checks = 0;
+  };
+
+  void add_cost_lookup(const Job& job)
+  {
+    if (job.cost_usd || !job.generation_id) {
+      return;
+    }
+    CostLookup c;
+    c.job_id = job.id;
+    c.generation_id = *job.generation_id;
+    c.model = job.model;
+    c.accepted = job.accepted_at ? parse_rfc3339(*job.accepted_at).value_or(now_utc()) : now_utc();
+    c.next_check = Clock::now() + reconcile_delay(0);
+    m_cost_lookups[job.id] = std::move(c);
+    m_reconcile_wake.notify();
+  }
+
+  asio::awaitable<void> cost_collector()
+  {
+    constexpr int k_give_up_after_checks = 20; // ~15 min with the capped backoff
+    while (!m_stopping) {
+      const auto now = Clock::now();
+      std::vector<std::string> due;
+      Clock::time_point next = now + std::chrono::seconds(5);
+      for (const auto& [id, c] : m_cost_lookups) {
+        if (c.next_check <= now) {
+          due.push_back(id);
+        } else {
+          next = std::min(next, c.next_check);
+        }
+      }
+      if (due.empty()) {
+        co_await m_reconcile_wake.wait(next - now);
+        continue;
+      }
+      std::unordered_map<std::string, std::string> by_generation; // generation id → job id
+      std::vector<std::string> models;
+      SysTime earliest = now_utc();
+      for (const auto& id : due) {
+        const auto& c = m_cost_lookups.at(id);
+        by_generation[c.generation_id] = id;
+        if (std::find(models.begin(), models.end(), c.model) == models.end()) {
+          models.push_back(c.model);
+        }
+        earliest = std::min(earliest, c.accepted);
+      }
+      const std::string start = format_rfc3339(earliest - std::chrono::minutes(5));
+      const std::string end = format_rfc3339(now_utc() + std::chrono::minutes(5));
+      std::vector<std::pair<std::string, provider::LogRow>> found;
+      for (int page = 0; page < 20 && found.size() < by_generation.size(); ++page) {
+        const auto slot = m_logs_rate.next_slot(Clock::now());
+        if (slot > Clock::now()) {
+          co_await sleep(slot - Clock::now());
+        }
+        m_logs_rate.record(Clock::now());
+        auto r = co_await m_provider.logs(start, end, models, 100, page * 100);
+        if (r.outcome.cls != CallClass::ok) {
+          break;
+        }
+        for (auto& row : r.rows) {
+          if (row.inference_id && row.usd && by_generation.contains(*row.inference_id)) {
+            found.emplace_back(by_generation.at(*row.inference_id), std::move(row));
+          }
+        }
+        if (!r.has_more) {
+          break;
+        }
+      }
+      if (!found.empty()) {
+        co_await m_committer.run([&](JobStore& s) {
+          for (const auto& [id, row] : found) {
+            JobUpdate u;
+            u.cost_usd = *row.usd;
+            if (row.credits) u.cost_credits = *row.credits;
+            s.update(id, JobState::completed, u);
+          }
+        });
+        for (const auto& [id, row] : found) {
+          m_cost_lookups.erase(id);
+          log::info("job.cost_recorded", {{"job", id}, {"usd", *row.usd}});
+        }
+      }
+      for (const auto& id : due) {
+        auto it = m_cost_lookups.find(id);
+        if (it == m_cost_lookups.end()) {
+          continue;
+        }
+        if (++it->second.checks >= k_give_up_after_checks) {
+          log::warning("job.cost_unknown", {{"job", id}, {"generation", it->second.generation_id}});
+          m_cost_lookups.erase(it);
+        } else {
+          it->second.next_check = Clock::now() + reconcile_delay(it->second.checks);
+        }
+      }
+    }
+  }
+
   int in_flight_total() const { return m_in_flight + static_cast<int>(m_reconcile.size()); }
 
   asio::awaitable<void> reconciler()
@@ -1233,6 +1346,7 @@ private:
         });
         log::info("job.completed", {{"job", job.id}, {"bytes", out.bytes}, {"sha256", out.sha256_hex},
                                     {"resumed", out.resumed}});
+        add_cost_lookup(job);
         co_return;
       }
       case DownloadStatus::fatal:
@@ -1345,6 +1459,7 @@ private:
   std::unordered_map<std::string, std::unique_ptr<Actor>> m_actors;
   std::unordered_map<std::string, Clock::time_point> m_not_before; // queued jobs backing off
   std::unordered_map<std::string, Pending> m_reconcile;             // ambiguous creates being settled
+  std::unordered_map<std::string, CostLookup> m_cost_lookups;       // completed jobs whose cost is still unknown
   std::unordered_map<std::string, std::int64_t> m_orphan_polls;     // polls of finished actors, not yet written
   int m_in_flight = 0;
   std::size_t m_claimed = 0; // actors whose job is still `queued` in the store

@@ -572,6 +572,19 @@ std::vector<double> JobStore::recent_costs(std::string_view model, std::string_v
   return out;
 }
 
+std::vector<Job> JobStore::completed_without_cost(std::string_view since)
+{
+  auto& st = m_db.prepare(fmt::format("SELECT {} FROM jobs WHERE state = 'completed' AND cost_usd IS NULL "
+                                      "AND generation_id IS NOT NULL AND finished_at >= ? ORDER BY id",
+                                      k_job_columns));
+  st.bind(1, since);
+  std::vector<Job> out;
+  while (st.step()) {
+    out.push_back(read_job(st));
+  }
+  return out;
+}
+
 std::vector<std::pair<JobState, std::int64_t>> JobStore::counts_by_state()
 {
   auto& st = m_db.prepare("SELECT state, count(*) FROM jobs GROUP BY state");

@@ -219,6 +219,9 @@ public:
   // request.duration, e.g. "5" or "\"5\""), newest first.
   std::vector<double> recent_costs(std::string_view model, std::string_view duration, int limit);
 
+  // Completed jobs with a generation but no recorded cost, finished after `since`.
+  std::vector<Job> completed_without_cost(std::string_view since);
+
   std::vector<std::pair<JobState, std::int64_t>> counts_by_state();
   std::vector<std::pair<JobState, std::int64_t>> batch_counts(std::string_view batch);
   bool batch_exists(std::string_view batch);

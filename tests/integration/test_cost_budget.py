@@ -49,6 +49,20 @@ def test_costs_match_the_providers_prices_and_sum_up():
         assert d.ctl_json("cost") == cost
 
 
+def test_cost_from_the_request_log_when_the_create_had_no_cost_headers():
+    with Klingd(config_overrides={"reconcile": {"window_s": 10}},
+                fake_args=FAST_FAKE + ("--no-create-cost-headers",)) as d:
+        r = d.submit(specs(3, "nohdr"))
+        ids = [j["id"] for j in r["jobs"]]
+        jobs = d.wait_terminal(ids)
+        assert all(j["state"] == "completed" for j in jobs.values())
+        costs = d.wait_for(lambda: (lambda js: js if all(j["cost"] for j in js) else None)([d.job(i) for i in ids]),
+                           20, what="costs from the request log")
+        gens = {g["id"]: g for g in d.fake.stats()["generations"]}
+        for j in costs:
+            assert abs(j["cost"]["usd"] - gens[j["generation_id"]]["cost"]["usd"]) < 1e-9, j["cost"]
+
+
 def test_daily_budget_stops_at_the_right_job_and_resumes_after_a_reload():
     with Klingd(config_overrides={"provider": {"max_in_flight": 1}}, fake_args=FAST_FAKE) as d:
         # Three jobs teach klingd what one costs (the median of recorded costs).
