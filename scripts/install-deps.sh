@@ -9,7 +9,8 @@ packages=(cmake ninja-build g++ pkg-config
   libssl-dev libsqlite3-dev libfmt-dev libcli11-dev prometheus-cpp-dev doctest-dev
   openssl ca-certificates python3 sqlite3 curl)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(prometheus ffmpeg systemd chromium nodejs npm)
+  # clang + its compiler-rt: the libFuzzer targets (scripts/fuzz.sh).
+  packages+=(prometheus ffmpeg systemd clang libclang-rt-14-dev chromium nodejs npm)
 fi
 
 missing=()
