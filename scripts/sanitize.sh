@@ -24,18 +24,19 @@ jobs=$(nproc 2>/dev/null || echo 2)
 ninja -C "$build" -j "$jobs" unittest klingd klingctl
 [[ -x "$main/tests/fake_provider/fake-aimlapi" ]] || ninja -C "$main" -j "$jobs" fake-aimlapi
 
+build="$(realpath "$build")" main="$(realpath "$main")"
 reports="$build/sanitizer-reports"
 rm -rf "$reports"
 mkdir -p "$reports"
 # log_path: reports of the daemons the tests start land here, whatever the test prints.
-export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:log_path=$PWD/$reports/asan"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$PWD/$reports/ubsan"
-export KLINGD_BIN="$PWD/$build/daemon/klingd" KLINGCTL_BIN="$PWD/$build/cli/klingctl"
-export FAKE_AIMLAPI_BIN="$PWD/$main/tests/fake_provider/fake-aimlapi" KLINGD_SOURCE_DIR="$PWD"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:log_path=$reports/asan"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$reports/ubsan"
+export KLINGD_BIN="$build/daemon/klingd" KLINGCTL_BIN="$build/cli/klingctl"
+export FAKE_AIMLAPI_BIN="$main/tests/fake_provider/fake-aimlapi" KLINGD_SOURCE_DIR="$PWD"
 
 status=0
 echo "sanitize: unit tests"
-(cd tests && "../$build/tests/unittest" --no-version) || status=1
+(cd tests && "$build/tests/unittest" --no-version) || status=1
 pids=()
 for t in "${subset[@]}"; do
   # Two at a time, like ctest -j2; each test's output goes to a file shown on failure.
