@@ -1,5 +1,7 @@
 #include "common/config.hpp"
 
+#include "common/validate_request.hpp"
+
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <fmt/format.h>
@@ -25,21 +27,6 @@ struct KeyDef
   std::function<std::string(const json::value&, Config&)> set; // returns an error message or ""
   std::function<json::value(const Config&)> get;
 };
-
-std::string type_name(const json::value& v)
-{
-  switch (v.kind()) {
-  case json::kind::null: return "null";
-  case json::kind::bool_: return "a boolean";
-  case json::kind::int64:
-  case json::kind::uint64:
-  case json::kind::double_: return "a number";
-  case json::kind::string: return "a string";
-  case json::kind::array: return "an array";
-  case json::kind::object: return "an object";
-  }
-  return "?";
-}
 
 std::string show(const json::value& v)
 {
@@ -67,7 +54,7 @@ KeyDef number_key(std::string_view name, Get ref, double lo, double hi, bool lo_
     [=](const json::value& v, Config& c) -> std::string {
       auto n = as_number(v);
       if (!n || !std::isfinite(*n)) {
-        return fmt::format("must be a number (got {})", type_name(v));
+        return fmt::format("must be a number (got {})", json_kind_name(v));
       }
       if ((lo_open ? *n <= lo : *n < lo) || *n > hi) {
         return fmt::format("must be {} {} and at most {} (got {})", lo_open ? "greater than" : "at least", lo, hi, show(v));
@@ -92,7 +79,7 @@ KeyDef integer_key(std::string_view name, Get ref, std::int64_t lo, std::int64_t
       } else if (v.is_double() && std::floor(v.as_double()) == v.as_double() && std::abs(v.as_double()) < 9e15) {
         n = static_cast<std::int64_t>(v.as_double());
       } else {
-        return fmt::format("must be a whole number (got {})", v.is_number() ? show(v) : type_name(v));
+        return fmt::format("must be a whole number (got {})", v.is_number() ? show(v) : json_kind_name(v));
       }
       if (n < lo || n > hi) {
         return fmt::format("must be between {} and {} (got {})", lo, hi, n);
@@ -110,7 +97,7 @@ KeyDef string_key(std::string_view name, Get ref, std::function<std::string(cons
     name,
     [=](const json::value& v, Config& c) -> std::string {
       if (!v.is_string()) {
-        return fmt::format("must be a string (got {})", type_name(v));
+        return fmt::format("must be a string (got {})", json_kind_name(v));
       }
       std::string s(v.as_string());
       if (s.find('\0') != std::string::npos) {
@@ -134,7 +121,7 @@ KeyDef bool_key(std::string_view name, Get ref)
     name,
     [=](const json::value& v, Config& c) -> std::string {
       if (!v.is_bool()) {
-        return fmt::format("must be true or false (got {})", type_name(v));
+        return fmt::format("must be true or false (got {})", json_kind_name(v));
       }
       ref(c) = v.as_bool();
       return {};
@@ -237,7 +224,7 @@ const std::vector<KeyDef>& key_defs()
       [](const json::value& v, Config& c) -> std::string {
         // Octal text like "0660" (JSON has no octal literals; a decimal 660 would be a trap).
         if (!v.is_string()) {
-          return fmt::format("must be an octal string like \"0660\" (got {})", type_name(v));
+          return fmt::format("must be an octal string like \"0660\" (got {})", json_kind_name(v));
         }
         const std::string s(v.as_string());
         if (s.empty() || s.size() > 4) {
@@ -307,7 +294,7 @@ std::string apply_object(const json::object& obj, const std::string& prefix, Con
       }
     } else if (is_section(name)) {
       if (!v.is_object()) {
-        return fmt::format("{}: must be an object (got {})", name, type_name(v));
+        return fmt::format("{}: must be an object (got {})", name, json_kind_name(v));
       }
       if (auto e = apply_object(v.as_object(), name, c); !e.empty()) {
         return e;
@@ -487,7 +474,7 @@ Result<Config> parse_config(std::string_view text, std::string_view origin, cons
       return make_error("config", fmt::format("config {}: not valid JSON: {}", origin, ec.message()));
     }
     if (!root.is_object()) {
-      return make_error("config", fmt::format("config {}: the top level must be an object (got {})", origin, type_name(root)));
+      return make_error("config", fmt::format("config {}: the top level must be an object (got {})", origin, json_kind_name(root)));
     }
     if (auto e = apply_object(root.as_object(), "", c); !e.empty()) {
       return make_error("config", fmt::format("config {}: {}", origin, e));
