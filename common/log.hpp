@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <exception>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -45,6 +46,22 @@ inline void debug(std::string_view e, std::initializer_list<Field> f = {}) { wri
 inline void info(std::string_view e, std::initializer_list<Field> f = {}) { write(Level::info, e, f); }
 inline void warning(std::string_view e, std::initializer_list<Field> f = {}) { write(Level::warning, e, f); }
 inline void error(std::string_view e, std::initializer_list<Field> f = {}) { write(Level::error, e, f); }
+
+// A completion handler for long-lived coroutines (co_spawn): logs the exception
+// that ended one as event=coroutine.failed what=<what>, instead of losing it.
+inline auto coroutine_failure_handler(std::string what)
+{
+  return [what = std::move(what)](std::exception_ptr e) {
+    if (!e) {
+      return;
+    }
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      error("coroutine.failed", {{"what", what}, {"error", ex.what()}});
+    }
+  };
+}
 
 // Formats one line without writing it (for tests).
 std::string format_line(Level level, std::string_view event, std::initializer_list<Field> fields, bool journal);

@@ -56,21 +56,6 @@ Result<Ok> ensure_dir(const std::string& dir, std::string_view what)
   return Ok{};
 }
 
-// Logs an exception that ends a long-lived coroutine instead of losing it.
-auto log_failure(std::string_view what)
-{
-  return [what = std::string(what)](std::exception_ptr e) {
-    if (!e) {
-      return;
-    }
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      log::error("coroutine.failed", {{"what", what}, {"error", ex.what()}});
-    }
-  };
-}
-
 // Keys that a reload (SIGHUP) cannot change without a restart.
 std::vector<std::string> restart_only_changes(const common::Config& a, const common::Config& b)
 {
@@ -153,7 +138,7 @@ int run_daemon(common::Config config, std::string config_path)
   }
   server.start();
 
-  asio::co_spawn(io, engine.start(), log_failure("engine.start"));
+  asio::co_spawn(io, engine.start(), log::coroutine_failure_handler("engine.start"));
 
   // Watchdog pings come from the loop itself, so a stuck loop stops them.
   asio::steady_timer watchdog(io);
@@ -230,7 +215,7 @@ int run_daemon(common::Config config, std::string config_path)
           signals.cancel();
           io.stop();
         },
-        log_failure("shutdown"));
+        log::coroutine_failure_handler("shutdown"));
       wait_signal();
     });
   };

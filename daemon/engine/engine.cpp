@@ -61,21 +61,6 @@ Millis seconds(double s) { return Millis(static_cast<std::int64_t>(s * 1000.0));
 
 bool is_aborted(const boost::system::system_error& e) { return e.code() == asio::error::operation_aborted; }
 
-// A completion handler for long-lived coroutines: logs what ended them.
-auto log_exception(std::string what)
-{
-  return [what = std::move(what)](std::exception_ptr e) {
-    if (!e) {
-      return;
-    }
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      log::error("coroutine.failed", {{"what", what}, {"error", ex.what()}});
-    }
-  };
-}
-
 } // namespace
 
 // One running job: the coroutine that drives it through create, polls and
@@ -145,10 +130,10 @@ public:
       ++resumed;
     }
     log::info("engine.started", {{"resumed", resumed}, {"active", jobs.size()}});
-    asio::co_spawn(m_ex, dispatcher(), log_exception("engine.dispatcher"));
-    asio::co_spawn(m_ex, poll_flusher(), log_exception("engine.poll_flusher"));
-    asio::co_spawn(m_ex, reconciler(), log_exception("engine.reconciler"));
-    asio::co_spawn(m_ex, cost_collector(), log_exception("engine.cost_collector"));
+    asio::co_spawn(m_ex, dispatcher(), log::coroutine_failure_handler("engine.dispatcher"));
+    asio::co_spawn(m_ex, poll_flusher(), log::coroutine_failure_handler("engine.poll_flusher"));
+    asio::co_spawn(m_ex, reconciler(), log::coroutine_failure_handler("engine.reconciler"));
+    asio::co_spawn(m_ex, cost_collector(), log::coroutine_failure_handler("engine.cost_collector"));
     for (const auto& job : m_store.completed_without_cost(format_rfc3339(now_utc() - std::chrono::hours(24)))) {
       add_cost_lookup(job);
     }
