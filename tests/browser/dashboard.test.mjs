@@ -71,10 +71,23 @@ try {
   await page.locator('#counts .count').first().waitFor();
   await page.locator('#live.ok').waitFor({ timeout: 10000 });
   assert.ok(!page.url().includes('token='), `token still in the address: ${page.url()}`);
+  // Slow answers: the summary views (counts, batches) are fetched at once but answered 1.5 s
+  // later, so state changes keep arriving on the events stream while a fetch is out. The page
+  // must fetch again after such an answer instead of keeping what it showed (a batch left at
+  // 2/3 until the next event, which on a finished batch never comes).
+  for (const route of ['/v1/status', '/v1/batches']) {
+    await page.route((u) => u.pathname === route, async (r) => {
+      const response = await r.fetch();
+      await new Promise((ok) => setTimeout(ok, 1500));
+      await r.fulfill({ response });
+    });
+  }
   let navigations = 0;
   page.on('framenavigated', (f) => { if (f === page.mainFrame()) navigations += 1; });
 
   step('a batch submitted with klingctl appears and reaches completed without a reload');
+  // Generations that take 1.2 s put their last state changes inside a held summary fetch.
+  await fakeConfig({ generating_s: 1.2 });
   const batch = submit(['a red fox in snow', 'waves on a beach at dusk', 'a paper boat on a river'], 'browser');
   for (const id of batch.ids) {
     await rowIn(page, id, 'completed').waitFor({ timeout: 60000 });
@@ -89,6 +102,7 @@ try {
     return c && Number(c.textContent) >= 3;
   }, null, { timeout: 10000 });
   assert.equal(navigations, 0, 'the page reloaded');
+  await fakeConfig({ generating_s: 0.1 });
 
   step('a finished video plays: it reports a duration and currentTime advances');
   await page.locator(`#jobs tr[data-id="${batch.ids[0]}"]`).click();

@@ -40,7 +40,8 @@ def test_dashboard_in_chromium():
         p = subprocess.run(["node", os.path.join(BROWSER_DIR, "dashboard.test.mjs")], cwd=BROWSER_DIR, env=env,
                            capture_output=True, text=True, timeout=300)
         print(p.stdout)
-        assert p.returncode == 0, f"dashboard.test.mjs exited {p.returncode}\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
+        # stderr (the failed check) first: CI shows only the head of a long failure.
+        assert p.returncode == 0, f"dashboard.test.mjs exited {p.returncode}\n{p.stderr[-4000:]}\n{p.stdout[-4000:]}"
         assert os.path.getsize(os.path.join(out, "dashboard.png")) > 10000
 
 

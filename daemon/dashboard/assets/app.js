@@ -118,12 +118,21 @@ const view = {
 };
 
 // Coalesces refreshes: a burst of 10,000 events costs one request per kind per interval.
+// A call that arrives while the same kind is being fetched marks it stale: the answer in flight
+// may predate that event, so it runs once more afterwards (otherwise the last state change of a
+// burst could be lost until the next event, e.g. a batch stuck at 2/3).
 const timers = {};
 function soon(name, fn, ms) {
-  if (timers[name]) return;
-  timers[name] = setTimeout(async () => {
+  const t = timers[name] || (timers[name] = { pending: false, running: false, stale: false });
+  if (t.running) { t.stale = true; return; }
+  if (t.pending) return;
+  t.pending = true;
+  setTimeout(async () => {
+    t.pending = false;
+    t.running = true;
     try { await fn(); } catch (e) { if (e.status !== 401) console.warn(name, e); }
-    timers[name] = null;
+    t.running = false;
+    if (t.stale) { t.stale = false; soon(name, fn, ms); }
   }, ms);
 }
 
