@@ -1007,7 +1007,12 @@ private:
       }
       Pending p = it->second;
       auto row = found.find(crid);
-      if (row != found.end() && row->second.status == "succeeded" && row->second.inference_id) {
+      if (row != found.end() && row->second.inference_id
+          && (row->second.status == "succeeded" || row->second.status == "failed")) {
+        // A row that names a generation means the create was accepted, whatever became of
+        // the generation since (a `failed` row may be a generation that failed after it
+        // was accepted): poll it and let its own status decide. Re-sending here could pay
+        // a second time.
         m_reconcile.erase(it);
         co_await adopt_reconciled(p, row->second);
       } else if (row != found.end() && row->second.status == "failed") {
@@ -1044,7 +1049,7 @@ private:
       store::Attempt at;
       at.job_id = p.job_id;
       at.attempt = p.attempt;
-      at.outcome = "reconciled_succeeded";
+      at.outcome = row.status == "succeeded" ? "reconciled_succeeded" : "reconciled_accepted";
       at.generation_id = row.inference_id;
       at.inference_id = row.inference_id;
       s.finish_attempt(at);
@@ -1056,8 +1061,8 @@ private:
         s.update(p.job_id, JobState::canceled, u);
       }
     });
-    log::info("job.reconciled", {{"job", p.job_id}, {"attempt", p.attempt}, {"outcome", "succeeded"},
-                                 {"generation", *row.inference_id}});
+    log::info("job.reconciled", {{"job", p.job_id}, {"attempt", p.attempt}, {"outcome", "adopted"},
+                                 {"row_status", row.status}, {"generation", *row.inference_id}});
     if (moved) {
       if (auto job = m_store.get(p.job_id)) {
         spawn_actor(std::move(*job), false);
@@ -1067,7 +1072,8 @@ private:
 
   asio::awaitable<void> resend_reconciled(const Pending& p)
   {
-    // The provider logged the create as failed: nothing was billed, so it may be sent again.
+    // The provider logged the create as failed and named no generation: nothing was
+    // accepted or billed, so it may be sent again.
     auto job = m_store.get(p.job_id);
     if (!job || job->state != JobState::submitting) {
       co_return;

@@ -70,6 +70,24 @@ def test_failed_log_row_means_resend():
         assert "reconciling" in history_steps(d, jid)
 
 
+def test_failed_log_row_naming_a_generation_is_adopted_not_resent():
+    """The provider accepted (and recorded) the create, the answer was lost, and by the time
+    the log row shows up the generation itself has failed: the row says `failed` but names
+    the generation. That create was accepted; sending it again could pay twice. The job
+    adopts the generation, polls it and fails provider_failed after exactly one create."""
+    with Klingd(config_overrides={"reconcile": {"window_s": 60}},
+                fake_args=FAST_FAKE + ("--logs-delay-s", "0.6", "--failure-rate", "1")) as d:
+        d.fake.config({"script": [{"kind": "create", "fault": "reset_after_create", "count": 1}]})
+        r = d.submit(specs(1, "accepted-failed"))
+        jid = r["jobs"][0]["id"]
+        j = d.wait_terminal([jid], timeout=30)[jid]
+        st = d.fake.stats()
+        assert st["create_calls"] == 1 and st["creates_recorded"] == 1, (st["create_calls"], st["creates_recorded"])
+        assert j["state"] == "failed" and j["error"]["code"] == "provider_failed", j
+        assert j["generation_id"] == st["generations"][0]["id"], j
+        assert "reconciling" in history_steps(d, jid)
+
+
 def test_without_the_log_the_policy_applies_exactly_to_the_ambiguous_ones():
     with Klingd(config_overrides={"reconcile": {"window_s": 1}},
                 fake_args=FAST_FAKE + ("--logs-enabled", "false")) as d:
