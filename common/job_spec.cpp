@@ -284,6 +284,84 @@ Result<json::value> parse_json_text(std::string_view text)
   return parser.release();
 }
 
+NdjsonSpecReader::NdjsonSpecReader(const Catalog& catalog, bool allow_unknown_models, Sink sink)
+  : m_catalog(catalog), m_allow_unknown(allow_unknown_models), m_sink(std::move(sink))
+{
+}
+
+void NdjsonSpecReader::feed(std::string_view chunk)
+{
+  while (!chunk.empty()) {
+    auto nl = chunk.find('\n');
+    if (nl == std::string_view::npos) {
+      m_partial.append(chunk);
+      return;
+    }
+    if (m_partial.empty()) {
+      line(chunk.substr(0, nl)); // the whole line is in this chunk: no copy
+    } else {
+      m_partial.append(chunk.substr(0, nl));
+      line(m_partial);
+      m_partial.clear();
+    }
+    chunk.remove_prefix(nl + 1);
+  }
+}
+
+Result<std::size_t, std::vector<SpecError>> NdjsonSpecReader::finish()
+{
+  if (!m_partial.empty()) {
+    line(m_partial);
+    std::string().swap(m_partial);
+  }
+  if (m_too_many) {
+    return std::vector<SpecError>{{std::nullopt, "", fmt::format("at most {} jobs per request", k_max_batch_jobs)}};
+  }
+  if (!m_errors.empty()) {
+    return std::move(m_errors);
+  }
+  if (m_index == 0) {
+    return std::vector<SpecError>{{std::nullopt, "", "the body has no job specs (NDJSON: one spec per line)"}};
+  }
+  return m_index;
+}
+
+void NdjsonSpecReader::line(std::string_view text)
+{
+  ++m_line_no;
+  if (m_too_many || text.find_first_not_of(" \t\r") == std::string_view::npos) {
+    return;
+  }
+  if (m_index >= k_max_batch_jobs) {
+    m_too_many = true; // the body as a whole is refused; no point checking more lines
+    m_errors.clear();
+    return;
+  }
+  const std::size_t index = m_index++;
+  auto v = parse_json_text(text);
+  if (!v) {
+    // Name the body's line: the column within it is what parse_json_text found.
+    auto msg = v.error().message;
+    auto at = msg.find(" at line 1, ");
+    if (at != std::string::npos) {
+      msg.replace(at, 12, fmt::format(" at line {}, ", m_line_no));
+    }
+    m_errors.push_back({index, "", std::move(msg)});
+    return;
+  }
+  auto spec = parse_job_spec(*v, m_catalog, m_allow_unknown);
+  if (!spec) {
+    std::size_t before = m_errors.size();
+    auto errs = std::move(spec).error();
+    m_errors.insert(m_errors.end(), std::make_move_iterator(errs.begin()), std::make_move_iterator(errs.end()));
+    set_index(m_errors, before, index);
+    return;
+  }
+  if (m_errors.empty()) {
+    m_sink(std::move(spec).value(), index);
+  }
+}
+
 Result<SubmitBody, std::vector<SpecError>> parse_submit_body(std::string_view body, bool ndjson, const Catalog& catalog,
                                                              bool allow_unknown_models)
 {
@@ -305,37 +383,12 @@ Result<SubmitBody, std::vector<SpecError>> parse_submit_body(std::string_view bo
   };
 
   if (ndjson) {
-    std::size_t index = 0;
-    std::size_t line_no = 0;
-    std::size_t pos = 0;
-    while (pos <= body.size()) {
-      auto nl = body.find('\n', pos);
-      auto line = body.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
-      pos = nl == std::string_view::npos ? body.size() + 1 : nl + 1;
-      ++line_no;
-      if (line.find_first_not_of(" \t\r") == std::string_view::npos) {
-        continue;
-      }
-      if (index >= k_max_batch_jobs) {
-        return std::vector<SpecError>{{std::nullopt, "", fmt::format("at most {} jobs per request", k_max_batch_jobs)}};
-      }
-      auto v = parse_json_text(line);
-      if (!v) {
-        // Name the body's line: the column within it is what parse_json_text found.
-        auto msg = v.error().message;
-        auto at = msg.find(" at line 1, ");
-        if (at != std::string::npos) {
-          msg.replace(at, 12, fmt::format(" at line {}, ", line_no));
-        }
-        errors.push_back({index, "", msg});
-        out.jobs.clear();
-      } else {
-        take(*v, index);
-      }
-      ++index;
-    }
-    if (index == 0) {
-      return std::vector<SpecError>{{std::nullopt, "", "the body has no job specs (NDJSON: one spec per line)"}};
+    NdjsonSpecReader reader(catalog, allow_unknown_models,
+                            [&](JobSpec&& spec, std::size_t) { out.jobs.push_back(std::move(spec)); });
+    reader.feed(body);
+    auto done = reader.finish();
+    if (!done) {
+      return std::move(done).error();
     }
   } else {
     auto parsed = parse_json_text(body);

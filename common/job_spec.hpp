@@ -10,6 +10,7 @@
 #include <boost/json/value.hpp>
 
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -72,6 +73,39 @@ struct SubmitBody
 // Parses JSON text with the daemon's limits (max depth, UTF-8 checked, no comments).
 // Errors name line and column: "invalid JSON at line 3, column 14: syntax error".
 Result<boost::json::value> parse_json_text(std::string_view text);
+
+// Reads an NDJSON submit body as it arrives: complete lines are parsed and checked at once
+// and only the unfinished last line is kept, so a batch is never held as text and as specs
+// at the same time. Blank lines are skipped; a line's index is its position among non-blank
+// lines, its errors name the body's line number. All-or-nothing like parse_submit_body:
+// after the first bad line `sink` is no longer called (the caller drops what it kept), but
+// every further line is still checked so that all bad indexes are reported.
+class NdjsonSpecReader
+{
+public:
+  using Sink = std::function<void(JobSpec&& spec, std::size_t index)>;
+  NdjsonSpecReader(const Catalog& catalog, bool allow_unknown_models, Sink sink);
+
+  // Any split of the body into chunks gives the same result.
+  void feed(std::string_view chunk);
+  // Ends the body (a last line without a newline counts). The number of specs passed to
+  // the sink, or every error; an empty body is an error.
+  Result<std::size_t, std::vector<SpecError>> finish();
+  // True once a line was refused.
+  bool failed() const { return !m_errors.empty(); }
+
+private:
+  void line(std::string_view text);
+
+  const Catalog& m_catalog;
+  bool m_allow_unknown;
+  Sink m_sink;
+  std::string m_partial; // the last line so far, when a chunk ended inside it
+  std::size_t m_index = 0;
+  std::size_t m_line_no = 0;
+  bool m_too_many = false;
+  std::vector<SpecError> m_errors;
+};
 
 // Parses and checks a whole submit body. `ndjson`: one spec per non-blank line (a line's
 // errors carry its index). Otherwise the body is one spec, or an object with "jobs" (and

@@ -9,6 +9,7 @@
 #include "daemon/api/error.hpp"
 #include "daemon/api/json_codec.hpp"
 #include "daemon/api/router.hpp"
+#include "daemon/api/submit_stream.hpp"
 #include "daemon/dashboard/access.hpp"
 #include "daemon/dashboard/routes.hpp"
 #include "daemon/metrics.hpp"
@@ -162,6 +163,42 @@ asio::awaitable<boost::system::error_code> read_within(Stream* stream, std::chro
     co_return std::get<0>(std::get<0>(r));
   }
   co_return asio::error::operation_aborted;
+}
+
+// POST /v1/jobs with an NDJSON body: read by SubmitStream as it arrives, not into a string.
+bool is_streamed_submit(const http::request_header<>& h)
+{
+  if (h.method() != http::verb::post || !is_ndjson_type(media_type(h[http::field::content_type]))) {
+    return false;
+  }
+  auto target = h.target();
+  return target.substr(0, target.find('?')) == "/v1/jobs";
+}
+
+// Reads the body in pieces into `sink` (64 KiB at a time, whatever the body's framing), all
+// of it within k_body_timeout.
+template <typename Stream>
+asio::awaitable<boost::system::error_code> read_streamed(Stream* stream, beast::flat_buffer* buffer,
+                                                         http::request_parser<http::buffer_body>* parser,
+                                                         SubmitStream* sink)
+{
+  std::vector<char> chunk(64 * 1024);
+  const auto deadline = std::chrono::steady_clock::now() + k_body_timeout;
+  while (!parser->is_done()) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) {
+      co_return beast::error::timeout;
+    }
+    parser->get().body().data = chunk.data();
+    parser->get().body().size = chunk.size();
+    auto ec = co_await read_within(stream, left, http::async_read_some(*stream, *buffer, *parser, k_tuple));
+    sink->feed(std::string_view(chunk.data(), chunk.size() - parser->get().body().size));
+    if (ec && ec != http::error::need_buffer) {
+      co_return ec;
+    }
+  }
+  sink->finish();
+  co_return boost::system::error_code{};
 }
 
 } // namespace
@@ -425,7 +462,17 @@ asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, typen
         break;
       }
     }
-    auto bec = co_await read_within(&stream, k_body_timeout, http::async_read(stream, buffer, parser, k_tuple));
+    std::shared_ptr<SubmitStream> submit_stream;
+    std::optional<http::request_parser<http::buffer_body>> streamed;
+    boost::system::error_code bec;
+    if (!dashboard && is_streamed_submit(parser.get())) {
+      submit_stream = std::make_shared<SubmitStream>(self->m_ctx.catalog, self->m_ctx.config.allow_unknown_models);
+      streamed.emplace(std::move(parser));
+      streamed->body_limit(max_body);
+      bec = co_await read_streamed(&stream, &buffer, &*streamed, submit_stream.get());
+    } else {
+      bec = co_await read_within(&stream, k_body_timeout, http::async_read(stream, buffer, parser, k_tuple));
+    }
     if (bec) {
       if (bec == http::error::body_limit) {
         co_await refuse(ApiError::payload_too_large,
@@ -440,7 +487,12 @@ asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, typen
       break;
     }
 
-    auto in = parser.release();
+    http::request<http::string_body> in;
+    if (streamed) {
+      in = http::request<http::string_body>(std::move(streamed->release().base()));
+    } else {
+      in = parser.release();
+    }
     const unsigned version = in.version();
     const bool head = in.method() == http::verb::head;
     bool keep_alive = in.keep_alive() && !head;
@@ -452,6 +504,7 @@ asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, typen
     if (auto req = to_request(std::move(in), peer, dashboard); !req) {
       res = error_response(ApiError::bad_request, fmt::format("invalid request target \"{}\"", target));
     } else {
+      req->submit_stream = std::move(submit_stream);
       try {
         // Not `?:`: GCC 12 miscompiles co_await inside a conditional expression.
         Routed routed;

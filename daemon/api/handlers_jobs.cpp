@@ -3,6 +3,7 @@
 #include "daemon/api/error.hpp"
 #include "daemon/api/handlers.hpp"
 #include "daemon/api/json_codec.hpp"
+#include "daemon/api/submit_stream.hpp"
 #include "daemon/engine/engine.hpp"
 #include "daemon/store/group_commit.hpp"
 
@@ -60,62 +61,70 @@ Response job_not_found(const std::string& ref)
 
 } // namespace
 
+namespace {
+
+Response spec_errors_response(const std::vector<common::SpecError>& errors)
+{
+  bool syntax = errors.size() == 1 && !errors[0].index && errors[0].field.empty() &&
+                errors[0].message.rfind("invalid JSON", 0) == 0;
+  json::array details;
+  std::set<std::size_t> bad;
+  for (const auto& e : errors) {
+    details.push_back(error_detail(e.index, e.field, e.message));
+    if (e.index) {
+      bad.insert(*e.index);
+    }
+  }
+  if (syntax) {
+    return error_response(ApiError::invalid_json, errors[0].message, std::move(details));
+  }
+  std::string message;
+  if (bad.empty()) {
+    message = fmt::format("invalid submission: {}", common::to_string(errors[0]));
+  } else if (bad.size() == 1 && errors.size() == 1) {
+    message = fmt::format("invalid job spec, nothing stored: {}", common::to_string(errors[0]));
+  } else {
+    message = fmt::format("{} invalid job spec(s), nothing stored; first: {}", bad.size(), common::to_string(errors[0]));
+  }
+  return error_response(ApiError::invalid_spec, std::move(message), std::move(details));
+}
+
+} // namespace
+
 asio::awaitable<Response> handle_submit(ApiContext ctx, Request req, PathParams)
 {
-  bool ndjson = req.content_type == "application/x-ndjson" || req.content_type == "application/jsonl" ||
-                req.content_type == "application/x-jsonlines";
-  if (req.body.empty()) {
-    co_return error_response(ApiError::invalid_json,
-                             "the body is empty: send a job spec, {\"jobs\": [...]}, or NDJSON (one spec per line)");
-  }
-  auto parsed = common::parse_submit_body(req.body, ndjson, ctx.catalog, ctx.config.allow_unknown_models);
-  // The body's text is not needed any more; the specs hold what is stored.
-  std::string().swap(req.body);
-  if (!parsed) {
-    const auto& errors = parsed.error();
-    bool syntax = errors.size() == 1 && !errors[0].index && errors[0].field.empty() &&
-                  errors[0].message.rfind("invalid JSON", 0) == 0;
-    json::array details;
-    std::set<std::size_t> bad;
-    for (const auto& e : errors) {
-      details.push_back(error_detail(e.index, e.field, e.message));
-      if (e.index) {
-        bad.insert(*e.index);
-      }
-    }
-    if (syntax) {
-      co_return error_response(ApiError::invalid_json, errors[0].message, std::move(details));
-    }
-    std::string message;
-    if (bad.empty()) {
-      message = fmt::format("invalid submission: {}", common::to_string(errors[0]));
-    } else if (bad.size() == 1 && errors.size() == 1) {
-      message = fmt::format("invalid job spec, nothing stored: {}", common::to_string(errors[0]));
-    } else {
-      message = fmt::format("{} invalid job spec(s), nothing stored; first: {}", bad.size(), common::to_string(errors[0]));
-    }
-    co_return error_response(ApiError::invalid_spec, std::move(message), std::move(details));
-  }
-
-  auto body = std::move(parsed).value();
   std::vector<store::NewJob> jobs;
-  jobs.reserve(body.jobs.size());
-  for (auto& spec : body.jobs) {
-    store::NewJob nj;
-    nj.key = std::move(spec.key);
-    nj.output = std::move(spec.output);
-    nj.model = std::move(spec.model);
-    nj.request = json::serialize(spec.request);
-    spec.request = {};
-    nj.priority = spec.priority;
-    nj.timeout_s = spec.timeout_s;
-    nj.labels = std::move(spec.labels);
-    jobs.push_back(std::move(nj));
+  std::optional<double> max_usd;
+  if (req.submit_stream) {
+    // NDJSON: already parsed and checked while it arrived.
+    if (!req.submit_stream->errors.empty()) {
+      co_return spec_errors_response(req.submit_stream->errors);
+    }
+    jobs = std::move(req.submit_stream->jobs);
+    req.submit_stream.reset();
+  } else {
+    if (req.body.empty()) {
+      co_return error_response(ApiError::invalid_json,
+                               "the body is empty: send a job spec, {\"jobs\": [...]}, or NDJSON (one spec per line)");
+    }
+    auto parsed = common::parse_submit_body(req.body, is_ndjson_type(req.content_type), ctx.catalog,
+                                            ctx.config.allow_unknown_models);
+    // The body's text is not needed any more; the specs hold what is stored.
+    std::string().swap(req.body);
+    if (!parsed) {
+      co_return spec_errors_response(parsed.error());
+    }
+    auto body = std::move(parsed).value();
+    max_usd = body.max_usd;
+    jobs.reserve(body.jobs.size());
+    for (auto& spec : body.jobs) {
+      jobs.push_back(to_new_job(std::move(spec)));
+    }
   }
-  body.jobs.clear();
 
   std::optional<Result<store::BatchInsert, std::vector<store::IndexError>>> inserted;
-  co_await ctx.committer.run([&](store::JobStore& s) { inserted.emplace(s.insert_batch(jobs, body.max_usd)); });
+  co_await ctx.committer.run([&](store::JobStore& s) { inserted.emplace(s.insert_batch(jobs, max_usd)); });
+  std::vector<store::NewJob>().swap(jobs); // stored: the answer below can reuse the memory
   if (!*inserted) {
     json::array details;
     bool conflict = false;

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -20,6 +21,8 @@ struct Peer
   long pid = -1;
 };
 
+class SubmitStream; // submit_stream.hpp
+
 struct Request
 {
   std::string method;                              // "GET", "POST", …
@@ -28,6 +31,9 @@ struct Request
   std::multimap<std::string, std::string> query;   // percent-decoded
   std::string content_type;                        // media type only, lower case, no parameters
   std::string body;
+  // POST /v1/jobs with an NDJSON body: the specs were parsed while the body arrived and
+  // `body` stays empty (submit_stream.hpp).
+  std::shared_ptr<SubmitStream> submit_stream;
   Peer peer;
   // Header fields by lower-case name (the last one wins); the dashboard reads Host,
   // Origin, Cookie, Authorization and Range.

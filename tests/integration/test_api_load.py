@@ -2,6 +2,7 @@
 in flight, without a single error; a slow-loris client is cut off with 408 meanwhile."""
 
 import concurrent.futures
+import json
 import os
 import socket
 import sys
@@ -85,6 +86,30 @@ def test_hundred_clients_while_thousand_in_flight():
         loris.close()
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert d.get("/v1/status").status == 200
+
+
+def vm_hwm_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("VmHWM")).split()[1])
+
+
+def test_ndjson_batch_is_held_once():
+    """A 40 MB NDJSON batch (10,000 specs with 4 KB prompts): klingd's peak resident memory
+    grows by less than 1.6× the body. Reading the body into a string and then parsing it
+    holds the batch twice (measured: 2.1×); parsing lines as they arrive holds each spec
+    once, as the row it will be stored as (measured: 1.27×)."""
+    with Klingd() as d:
+        d.post("/v1/pause")  # nothing is sent: only the submit's own memory counts
+        body = "".join(json.dumps(spec(f"held once {i} " + "x" * 4000, key=f"once-{i}")) + "\n"
+                       for i in range(10000)).encode()
+        before = vm_hwm_kib(d.proc.pid)
+        r = d.post("/v1/jobs", body, headers={"Content-Type": "application/x-ndjson"}, timeout=120)
+        assert r.status == 201 and len(r.json()["jobs"]) == 10000, r
+        growth = (vm_hwm_kib(d.proc.pid) - before) * 1024
+        print(f"body {len(body) / 2**20:.1f} MiB, peak RSS growth {growth / 2**20:.1f} MiB "
+              f"({growth / len(body):.2f}x the body)")
+        assert growth < 1.6 * len(body), f"peak grew {growth / len(body):.2f}x the body"
+        assert d.get_json("/v1/status")["total"] == 10000
 
 
 if __name__ == "__main__":

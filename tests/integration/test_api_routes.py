@@ -219,6 +219,82 @@ def test_small_body_limit_and_chunked():
         assert total_jobs(d) == 0
 
 
+def send_in_pieces(d, head, body, piece, pause=0.002, chunked=True):
+    """Sends a request whose body goes out in `piece`-byte writes (as HTTP chunks, or raw
+    with a Content-Length), pausing between writes; returns the parsed response."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(d.socket_path)
+    if chunked:
+        s.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+    else:
+        s.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body))
+    for i in range(0, len(body), piece):
+        part = body[i:i + piece]
+        s.sendall(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+        time.sleep(pause)
+    if chunked:
+        s.sendall(b"0\r\n\r\n")
+    out = b""
+    while b"\r\n\r\n" not in out or len(out.split(b"\r\n\r\n", 1)[1]) < int(
+            [h for h in out.split(b"\r\n") if h.lower().startswith(b"content-length:")][0].split(b":")[1]):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    status = int(out.split(b" ", 2)[1])
+    return status, json.loads(out.split(b"\r\n\r\n", 1)[1])
+
+
+NDJSON_HEAD = b"POST /v1/jobs HTTP/1.1\r\nHost: k\r\nContent-Type: application/x-ndjson\r\n"
+
+
+def test_ndjson_streams_in_pieces():
+    """NDJSON is read as it arrives (SubmitStream): lines split across writes and chunks,
+    CRLF, blank lines, multi-byte UTF-8 cut in two, a last line without a newline."""
+    with Klingd() as d:
+        d.post("/v1/pause")
+        prompts = [f"streamed {i} – ünïcödé 猫" for i in range(40)]
+        lines = [json.dumps(spec(p, key=f"stream-{i}"), ensure_ascii=False) for i, p in enumerate(prompts)]
+        body = ("\r\n".join(lines[:20]) + "\r\n\r\n" + "\n".join(lines[20:])).encode()
+        status, r = send_in_pieces(d, NDJSON_HEAD, body, 7)
+        assert status == 201, r
+        assert [j["key"] for j in r["jobs"]] == [f"stream-{i}" for i in range(40)]
+        stored = [d.job(j["id"])["request"]["prompt"] for j in r["jobs"]]
+        assert stored == prompts
+        # The same with a Content-Length body in odd pieces, and keys already there: duplicates.
+        status, again = send_in_pieces(d, NDJSON_HEAD, body, 1000, chunked=False)
+        assert status == 201 and all(j["duplicate"] for j in again["jobs"]), again
+        assert total_jobs(d) == 40
+
+
+def test_ndjson_bad_lines_store_nothing():
+    with Klingd() as d:
+        d.post("/v1/pause")
+        lines = [json.dumps(spec(f"fine {i}")) for i in range(6)]
+        lines[2] = '{"request": oops}'
+        lines[4] = json.dumps(spec("bad priority", priority=99999))
+        status, r = send_in_pieces(d, NDJSON_HEAD, ("\n".join(lines) + "\n").encode(), 5)
+        assert status == 400, r
+        e = r["error"]
+        assert e["code"] == "invalid_spec" and "nothing stored" in e["message"], e
+        assert [x["index"] for x in e["details"]] == [2, 4], e
+        assert "line 3" in e["details"][0]["message"], e
+        assert e["details"][1]["field"] == "priority", e
+        assert total_jobs(d) == 0
+        # Over the body limit while streaming: 413, nothing stored, the daemon serves on.
+    with Klingd({"socket": {"max_body_bytes": 4096}}) as d:
+        d.post("/v1/pause")
+        body = ("\n".join(json.dumps(spec(f"p{i}" * 20)) for i in range(100)) + "\n").encode()
+        out = raw_exchange(d, NDJSON_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(
+            b"%x\r\n%s\r\n" % (len(body[i:i + 500]), body[i:i + 500]) for i in range(0, len(body), 500)) + b"0\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 413"), out[:200]
+        assert total_jobs(d) == 0
+        status, r = send_in_pieces(d, NDJSON_HEAD, (json.dumps(spec("small")) + "\n").encode(), 50)
+        assert status == 201, r
+
+
 def test_resubmitted_batch_creates_nothing():
     with Klingd() as d:
         specs = [spec(f"r{i}", key=f"rerun-{i}") for i in range(5)]

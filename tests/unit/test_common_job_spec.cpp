@@ -205,3 +205,82 @@ TEST_CASE("parse_json_text: comments are not JSON here")
   CHECK_FALSE(parse_json_text("{} // no").ok());
   CHECK(parse_json_text(" {\"a\": [1, 2.5, null]} ").ok());
 }
+
+namespace {
+
+// What a reader makes of `body` fed in pieces of `piece` bytes: the keys of the specs it
+// passed on (with their indexes), or its errors as text.
+std::string read_in_pieces(const std::string& body, std::size_t piece)
+{
+  std::string seen;
+  NdjsonSpecReader reader(catalog(), false, [&](JobSpec&& spec, std::size_t index) {
+    seen += std::to_string(index) + ":" + spec.key.value_or("-") + ":" + spec.request.at("prompt").as_string().c_str() + " ";
+  });
+  for (std::size_t i = 0; i < body.size(); i += piece) {
+    reader.feed(std::string_view(body).substr(i, piece));
+  }
+  auto done = reader.finish();
+  if (!done) {
+    std::string out = "errors:";
+    for (const auto& e : done.error()) {
+      out += " " + to_string(e);
+    }
+    return out;
+  }
+  return seen + "count=" + std::to_string(*done);
+}
+
+std::string nd_spec(const std::string& key, const std::string& prompt)
+{
+  return R"({"key":")" + key + R"(","request":{"model":"klingai/video-v3-pro-text-to-video","prompt":")" + prompt +
+         R"(","duration":5}})";
+}
+
+} // namespace
+
+TEST_CASE("NDJSON reader: any split of the body into pieces gives the same specs")
+{
+  // CRLF, a blank line, multi-byte UTF-8 across piece boundaries, no newline at the end.
+  const std::string body = nd_spec("a", "première") + "\r\n\r\n" + nd_spec("b", "日本の猫") + "\n   \n" +
+                           nd_spec("c", "x") + "\n" + nd_spec("d", "last line, no newline");
+  const std::string whole = read_in_pieces(body, body.size());
+  CHECK(whole == "0:a:première 1:b:日本の猫 2:c:x 3:d:last line, no newline count=4");
+  for (std::size_t piece = 1; piece <= 64; ++piece) {
+    CAPTURE(piece);
+    CHECK(read_in_pieces(body, piece) == whole);
+  }
+}
+
+TEST_CASE("NDJSON reader: errors name index and body line whatever the pieces; nothing is passed on after one")
+{
+  const std::string body = nd_spec("a", "ok") + "\n\n{\"request\": oops}\n" + nd_spec("", "empty key") + "\n" +
+                           nd_spec("e", "fine but after errors") + "\n";
+  const std::string whole = read_in_pieces(body, body.size());
+  CHECK(whole.rfind("errors: jobs[1]: invalid JSON at line 3, column 13", 0) == 0);
+  CHECK(whole.find("jobs[2].key: ") != std::string::npos);
+  for (std::size_t piece : {1, 2, 3, 7, 13, 100}) {
+    CAPTURE(piece);
+    CHECK(read_in_pieces(body, piece) == whole);
+  }
+  // The sink saw the first spec only (before the bad line), never the last one.
+  std::size_t passed = 0;
+  NdjsonSpecReader reader(catalog(), false, [&](JobSpec&&, std::size_t) { ++passed; });
+  reader.feed(body);
+  CHECK(reader.failed());
+  CHECK_FALSE(reader.finish().ok());
+  CHECK(passed == 1);
+}
+
+TEST_CASE("NDJSON reader: more than the batch limit is refused as a whole")
+{
+  NdjsonSpecReader reader(catalog(), false, [](JobSpec&&, std::size_t) {});
+  // Blank lines do not count; the limit is on specs. A cheap line that fails validation
+  // still counts as a spec line.
+  for (std::size_t i = 0; i <= k_max_batch_jobs; ++i) {
+    reader.feed("{}\n");
+  }
+  auto done = reader.finish();
+  REQUIRE_FALSE(done.ok());
+  REQUIRE(done.error().size() == 1);
+  CHECK(to_string(done.error()[0]).find("at most 100000 jobs") != std::string::npos);
+}
