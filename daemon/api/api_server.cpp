@@ -15,6 +15,7 @@
 #include "daemon/metrics.hpp"
 #include "daemon/notifier.hpp"
 #include "daemon/store/job_store.hpp"
+#include "daemon/store/sqlite.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -515,6 +516,14 @@ asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, typen
         }
         res = std::move(routed.response);
         route = std::move(routed.route);
+      } catch (const store::SqliteError& e) {
+        log::error("api.handler_failed", {{"method", method}, {"path", target}, {"error", e.what()}, {"uid", peer.uid}});
+        if (e.is_full()) {
+          res = error_response(ApiError::storage_full,
+                               fmt::format("the disk of the state directory is full: nothing was changed ({})", e.what()));
+        } else {
+          res = error_response(ApiError::internal, fmt::format("internal error: {}", e.what()));
+        }
       } catch (const std::exception& e) {
         log::error("api.handler_failed", {{"method", method}, {"path", target}, {"error", e.what()}, {"uid", peer.uid}});
         res = error_response(ApiError::internal, fmt::format("internal error: {}", e.what()));

@@ -21,6 +21,7 @@ std::string_view to_string(ApiError error)
   case ApiError::forbidden: return "forbidden";
   case ApiError::range_not_satisfiable: return "range_not_satisfiable";
   case ApiError::shutting_down: return "shutting_down";
+  case ApiError::storage_full: return "storage_full";
   case ApiError::internal: return "internal";
   }
   return "internal";
@@ -43,6 +44,7 @@ unsigned http_status(ApiError error)
   case ApiError::forbidden: return 403;
   case ApiError::range_not_satisfiable: return 416;
   case ApiError::shutting_down: return 503;
+  case ApiError::storage_full: return 507;
   case ApiError::internal: return 500;
   }
   return 500;
@@ -53,7 +55,7 @@ ApiError from_code(std::string_view code)
   for (auto e : {ApiError::bad_request, ApiError::invalid_json, ApiError::invalid_spec, ApiError::not_found,
                  ApiError::conflict, ApiError::method_not_allowed, ApiError::payload_too_large,
                  ApiError::headers_too_large, ApiError::request_timeout, ApiError::unsupported_media_type,
-                 ApiError::shutting_down}) {
+                 ApiError::shutting_down, ApiError::storage_full}) {
     if (to_string(e) == code) {
       return e;
     }

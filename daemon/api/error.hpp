@@ -26,6 +26,7 @@ enum class ApiError {
   forbidden,            // dashboard: a non-loopback Host, or a POST from another Origin
   range_not_satisfiable, // a Range outside the file (video)
   shutting_down,        // the daemon is stopping
+  storage_full,         // the state directory's disk is full (507)
   internal,             // a bug or an I/O failure; logged
 };
 

@@ -316,22 +316,48 @@ public:
 private:
   // --- dispatcher ----------------------------------------------------------
 
+  // Runs one of the engine's loops, a step at a time, until the engine stops. A step that
+  // throws (the store could not commit: disk full, I/O error) is logged and the loop goes on
+  // after a pause growing from 1 s to 30 s, instead of ending for good.
+  asio::awaitable<void> keep_running(const char* name, asio::awaitable<void> (Impl::*step)())
+  {
+    int failures = 0;
+    while (!m_stopping) {
+      bool failed = false;
+      try {
+        co_await (this->*step)();
+      } catch (const std::exception& e) {
+        log::error("engine.loop_failed", {{"loop", name}, {"error", e.what()}, {"failures", failures + 1}});
+        failed = true;
+      }
+      if (!failed) {
+        failures = 0;
+        continue;
+      }
+      co_await sleep(std::min(Millis(1000) * (1 << std::min(failures, 5)), Millis(30000)));
+      ++failures;
+    }
+  }
+
   asio::awaitable<void> dispatcher()
   {
-    while (!m_stopping) {
-      if (m_paused || in_flight_total() >= m_config.provider.max_in_flight) {
-        co_await m_dispatch_wake.wait(std::chrono::seconds(5));
-        continue;
-      }
-      const auto now = Clock::now();
-      const auto slot = m_rate.next_slot(now);
-      if (slot > now) {
-        co_await m_dispatch_wake.wait(slot - now);
-        continue;
-      }
-      if (dispatch_round(now) == 0) {
-        co_await m_dispatch_wake.wait(next_backoff_wait(now));
-      }
+    co_await keep_running("dispatcher", &Impl::dispatch_step);
+  }
+
+  asio::awaitable<void> dispatch_step()
+  {
+    if (m_paused || in_flight_total() >= m_config.provider.max_in_flight) {
+      co_await m_dispatch_wake.wait(std::chrono::seconds(5));
+      co_return;
+    }
+    const auto now = Clock::now();
+    const auto slot = m_rate.next_slot(now);
+    if (slot > now) {
+      co_await m_dispatch_wake.wait(slot - now);
+      co_return;
+    }
+    if (dispatch_round(now) == 0) {
+      co_await m_dispatch_wake.wait(next_backoff_wait(now));
     }
   }
 
@@ -490,16 +516,21 @@ private:
 
   void actor_finished(const std::string& id, std::exception_ptr e)
   {
+    bool failed = false;
     if (e) {
       try {
         std::rethrow_exception(e);
       } catch (const boost::system::system_error& ex) {
         if (!is_aborted(ex)) {
           log::error("job.actor_failed", {{"job", id}, {"error", ex.what()}});
+          failed = true;
         }
       } catch (const std::exception& ex) {
         log::error("job.actor_failed", {{"job", id}, {"error", ex.what()}});
+        failed = true;
       }
+    } else {
+      m_recover_failures.erase(id);
     }
     auto it = m_actors.find(id);
     if (it == m_actors.end()) {
@@ -519,7 +550,77 @@ private:
       }
     }
     m_actors.erase(it);
+    if (failed && !m_stopping) {
+      schedule_recovery(id);
+    }
     m_dispatch_wake.notify();
+  }
+
+  // --- recovery from store failures ------------------------------------------
+  //
+  // A job whose actor (or reconciliation step) ended with an error — in practice the store
+  // could not commit: disk full, I/O error — is left as the store has it, which is exactly
+  // what a crash at that moment would leave, and is picked up again the way a restart picks
+  // it up (settle_interrupted_create for `submitting`: a create whose answer could not be
+  // recorded is reconciled, never blindly re-sent). The pause grows from 1 s to 60 s while
+  // it keeps failing; a queued job backs off for as long.
+
+  void schedule_recovery(const std::string& id)
+  {
+    auto& failures = m_recover_failures[id];
+    const auto delay = std::min(Millis(1000) * (1 << std::min(failures, 6)), Millis(60000));
+    ++failures;
+    m_not_before[id] = Clock::now() + delay;
+    log::warning("job.recovery_scheduled", {{"job", id}, {"in_ms", delay.count()}, {"failures", failures}});
+    asio::co_spawn(m_ex, recover(id, delay), log::coroutine_failure_handler("engine.recover"));
+  }
+
+  asio::awaitable<void> recover(std::string id, Millis delay)
+  {
+    asio::steady_timer t(m_ex, delay);
+    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (m_stopping || m_actors.contains(id) || m_reconcile.contains(id)) {
+      co_return;
+    }
+    bool failed = false;
+    try {
+      auto job = m_store.get(id);
+      if (!job || common::is_terminal(job->state) || job->state == JobState::queued) {
+        // Done, or back in the queue (the dispatcher takes it once its back-off passed).
+        m_recover_failures.erase(id);
+        m_dispatch_wake.notify();
+        co_return;
+      }
+      log::info("job.recovering", {{"job", id}, {"state", common::to_string(job->state)}});
+      if (job->state == JobState::submitting) {
+        co_await settle_interrupted_create(*job, "the outcome of the create call could not be recorded");
+        m_recover_failures.erase(id);
+      } else {
+        spawn_actor(std::move(*job), /*resumed=*/true);
+      }
+    } catch (const std::exception& e) {
+      log::error("job.recovery_failed", {{"job", id}, {"error", e.what()}});
+      failed = true;
+    }
+    if (failed && !m_stopping) {
+      schedule_recovery(id);
+    }
+  }
+
+  // Runs one job's step outside its actor (reconciliation); a failure hands the job to
+  // recovery instead of ending the loop that ran it.
+  asio::awaitable<void> guarded(std::string id, asio::awaitable<void> step)
+  {
+    bool failed = false;
+    try {
+      co_await std::move(step);
+    } catch (const std::exception& e) {
+      log::error("job.step_failed", {{"job", id}, {"error", e.what()}});
+      failed = true;
+    }
+    if (failed && !m_stopping) {
+      schedule_recovery(id);
+    }
   }
 
   // Drives one job until it is terminal, back in the queue, or the engine stops.
@@ -752,7 +853,8 @@ private:
   }
 
   // A job found `submitting` at start: its create may or may not have gone out.
-  asio::awaitable<void> settle_interrupted_create(const Job& job)
+  asio::awaitable<void> settle_interrupted_create(const Job& job,
+                                                  std::string reason = "klingd stopped while the create call was in flight")
   {
     auto attempts = m_store.attempts(job.id);
     const store::Attempt* last = attempts.empty() ? nullptr : &attempts.back();
@@ -776,12 +878,12 @@ private:
         JobUpdate u;
         u.step = std::optional<std::string>("reconciling");
         return s.update(job.id, JobState::submitting, u, std::string("reconciling"),
-                        JobError{"ambiguous_create", "klingd stopped while the create call was in flight", std::nullopt});
+                        JobError{"ambiguous_create", reason, std::nullopt});
       });
       add_reconcile(job, last->attempt, started);
       co_return;
     }
-    co_await apply_ambiguous_policy(job, last->attempt, nullptr, "klingd stopped while the create call was in flight");
+    co_await apply_ambiguous_policy(job, last->attempt, nullptr, reason);
   }
 
   // --- reconciliation through GET /v2/logs ----------------------------------
@@ -849,82 +951,95 @@ private:
     m_reconcile_wake.notify();
   }
 
+  // The ids in `entries` whose next_check has come; `next` is set to the earliest other
+  // next_check, at most 5 s away.
+  template <typename Map>
+  static std::vector<std::string> due_now(const Map& entries, Clock::time_point now, Clock::time_point& next)
+  {
+    std::vector<std::string> due;
+    next = now + std::chrono::seconds(5);
+    for (const auto& [id, entry] : entries) {
+      if (entry.next_check <= now) {
+        due.push_back(id);
+      } else {
+        next = std::min(next, entry.next_check);
+      }
+    }
+    return due;
+  }
+
   asio::awaitable<void> cost_collector()
   {
+    co_await keep_running("cost_collector", &Impl::cost_step);
+  }
+
+  asio::awaitable<void> cost_step()
+  {
     constexpr int k_give_up_after_checks = 20; // ~15 min with the capped backoff
-    while (!m_stopping) {
-      const auto now = Clock::now();
-      std::vector<std::string> due;
-      Clock::time_point next = now + std::chrono::seconds(5);
-      for (const auto& [id, c] : m_cost_lookups) {
-        if (c.next_check <= now) {
-          due.push_back(id);
-        } else {
-          next = std::min(next, c.next_check);
+    const auto now = Clock::now();
+    Clock::time_point next;
+    std::vector<std::string> due = due_now(m_cost_lookups, now, next);
+    if (due.empty()) {
+      co_await m_reconcile_wake.wait(next - now);
+      co_return;
+    }
+    std::unordered_map<std::string, std::string> by_generation; // generation id → job id
+    std::vector<std::string> models;
+    SysTime earliest = now_utc();
+    for (const auto& id : due) {
+      const auto& c = m_cost_lookups.at(id);
+      by_generation[c.generation_id] = id;
+      if (std::find(models.begin(), models.end(), c.model) == models.end()) {
+        models.push_back(c.model);
+      }
+      earliest = std::min(earliest, c.accepted);
+    }
+    const std::string start = format_rfc3339(earliest - std::chrono::minutes(5));
+    const std::string end = format_rfc3339(now_utc() + std::chrono::minutes(5));
+    std::vector<std::pair<std::string, provider::LogRow>> found;
+    for (int page = 0; page < 20 && found.size() < by_generation.size(); ++page) {
+      const auto slot = m_logs_rate.next_slot(Clock::now());
+      if (slot > Clock::now()) {
+        co_await sleep(slot - Clock::now());
+      }
+      m_logs_rate.record(Clock::now());
+      auto r = co_await m_provider.logs(start, end, models, 100, page * 100);
+      if (r.outcome.cls != CallClass::ok) {
+        break;
+      }
+      for (auto& row : r.rows) {
+        if (row.inference_id && row.usd && by_generation.contains(*row.inference_id)) {
+          found.emplace_back(by_generation.at(*row.inference_id), std::move(row));
         }
       }
-      if (due.empty()) {
-        co_await m_reconcile_wake.wait(next - now);
+      if (!r.has_more) {
+        break;
+      }
+    }
+    if (!found.empty()) {
+      co_await m_committer.run([&](JobStore& s) {
+        for (const auto& [id, row] : found) {
+          JobUpdate u;
+          u.cost_usd = *row.usd;
+          if (row.credits) u.cost_credits = *row.credits;
+          s.update(id, JobState::completed, u);
+        }
+      });
+      for (const auto& [id, row] : found) {
+        m_cost_lookups.erase(id);
+        log::info("job.cost_recorded", {{"job", id}, {"usd", *row.usd}});
+      }
+    }
+    for (const auto& id : due) {
+      auto it = m_cost_lookups.find(id);
+      if (it == m_cost_lookups.end()) {
         continue;
       }
-      std::unordered_map<std::string, std::string> by_generation; // generation id → job id
-      std::vector<std::string> models;
-      SysTime earliest = now_utc();
-      for (const auto& id : due) {
-        const auto& c = m_cost_lookups.at(id);
-        by_generation[c.generation_id] = id;
-        if (std::find(models.begin(), models.end(), c.model) == models.end()) {
-          models.push_back(c.model);
-        }
-        earliest = std::min(earliest, c.accepted);
-      }
-      const std::string start = format_rfc3339(earliest - std::chrono::minutes(5));
-      const std::string end = format_rfc3339(now_utc() + std::chrono::minutes(5));
-      std::vector<std::pair<std::string, provider::LogRow>> found;
-      for (int page = 0; page < 20 && found.size() < by_generation.size(); ++page) {
-        const auto slot = m_logs_rate.next_slot(Clock::now());
-        if (slot > Clock::now()) {
-          co_await sleep(slot - Clock::now());
-        }
-        m_logs_rate.record(Clock::now());
-        auto r = co_await m_provider.logs(start, end, models, 100, page * 100);
-        if (r.outcome.cls != CallClass::ok) {
-          break;
-        }
-        for (auto& row : r.rows) {
-          if (row.inference_id && row.usd && by_generation.contains(*row.inference_id)) {
-            found.emplace_back(by_generation.at(*row.inference_id), std::move(row));
-          }
-        }
-        if (!r.has_more) {
-          break;
-        }
-      }
-      if (!found.empty()) {
-        co_await m_committer.run([&](JobStore& s) {
-          for (const auto& [id, row] : found) {
-            JobUpdate u;
-            u.cost_usd = *row.usd;
-            if (row.credits) u.cost_credits = *row.credits;
-            s.update(id, JobState::completed, u);
-          }
-        });
-        for (const auto& [id, row] : found) {
-          m_cost_lookups.erase(id);
-          log::info("job.cost_recorded", {{"job", id}, {"usd", *row.usd}});
-        }
-      }
-      for (const auto& id : due) {
-        auto it = m_cost_lookups.find(id);
-        if (it == m_cost_lookups.end()) {
-          continue;
-        }
-        if (++it->second.checks >= k_give_up_after_checks) {
-          log::warning("job.cost_unknown", {{"job", id}, {"generation", it->second.generation_id}});
-          m_cost_lookups.erase(it);
-        } else {
-          it->second.next_check = Clock::now() + reconcile_delay(it->second.checks);
-        }
+      if (++it->second.checks >= k_give_up_after_checks) {
+        log::warning("job.cost_unknown", {{"job", id}, {"generation", it->second.generation_id}});
+        m_cost_lookups.erase(it);
+      } else {
+        it->second.next_check = Clock::now() + reconcile_delay(it->second.checks);
       }
     }
   }
@@ -933,23 +1048,19 @@ private:
 
   asio::awaitable<void> reconciler()
   {
-    while (!m_stopping) {
-      const auto now = Clock::now();
-      std::vector<std::string> due;
-      Clock::time_point next = now + std::chrono::seconds(5);
-      for (const auto& [id, p] : m_reconcile) {
-        if (p.next_check <= now) {
-          due.push_back(id);
-        } else {
-          next = std::min(next, p.next_check);
-        }
-      }
-      if (due.empty()) {
-        co_await m_reconcile_wake.wait(next - now);
-        continue;
-      }
-      co_await reconcile_round(std::move(due));
+    co_await keep_running("reconciler", &Impl::reconcile_step);
+  }
+
+  asio::awaitable<void> reconcile_step()
+  {
+    const auto now = Clock::now();
+    Clock::time_point next;
+    std::vector<std::string> due = due_now(m_reconcile, now, next);
+    if (due.empty()) {
+      co_await m_reconcile_wake.wait(next - now);
+      co_return;
     }
+    co_await reconcile_round(std::move(due));
   }
 
   // One look at the log for every due attempt: few queries (all models at
@@ -1014,23 +1125,28 @@ private:
         // was accepted): poll it and let its own status decide. Re-sending here could pay
         // a second time.
         m_reconcile.erase(it);
-        co_await adopt_reconciled(p, row->second);
+        co_await guarded(p.job_id, adopt_reconciled(p, row->second));
       } else if (row != found.end() && row->second.status == "failed") {
         m_reconcile.erase(it);
-        co_await resend_reconciled(p);
+        co_await guarded(p.job_id, resend_reconciled(p));
       } else if (std::chrono::duration<double>(now_utc() - p.started).count() >= m_config.reconcile.window_s) {
         m_reconcile.erase(it);
-        auto job = m_store.get(p.job_id);
-        if (job && job->state == JobState::submitting) {
-          co_await apply_ambiguous_policy(*job, p.attempt, nullptr,
-                                          fmt::format("no trace of the create in the provider's request log after {}s",
-                                                      m_config.reconcile.window_s));
-        }
+        co_await guarded(p.job_id, expire_reconcile(p));
       } else {
         it->second.next_check = Clock::now() + reconcile_delay(++it->second.checks);
       }
     }
     m_dispatch_wake.notify();
+  }
+
+  asio::awaitable<void> expire_reconcile(const Pending& p)
+  {
+    auto job = m_store.get(p.job_id);
+    if (job && job->state == JobState::submitting) {
+      co_await apply_ambiguous_policy(*job, p.attempt, nullptr,
+                                      fmt::format("no trace of the create in the provider's request log after {}s",
+                                                  m_config.reconcile.window_s));
+    }
   }
 
   asio::awaitable<void> adopt_reconciled(const Pending& p, const provider::LogRow& row)
@@ -1260,13 +1376,13 @@ private:
   // Poll counters are flushed lazily (SPEC §3.1), a few seconds at a time.
   asio::awaitable<void> poll_flusher()
   {
-    asio::steady_timer t(m_ex);
-    while (!m_stopping) {
-      t.expires_after(std::chrono::seconds(5));
-      auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
-      (void)ec;
-      co_await flush_polls();
-    }
+    co_await keep_running("poll_flusher", &Impl::flush_step);
+  }
+
+  asio::awaitable<void> flush_step()
+  {
+    co_await sleep(std::chrono::seconds(5));
+    co_await flush_polls();
   }
 
   asio::awaitable<void> flush_polls()
@@ -1284,11 +1400,18 @@ private:
     if (dirty.empty()) {
       co_return;
     }
-    co_await m_committer.run([&](JobStore& s) {
+    try {
+      co_await m_committer.run([&](JobStore& s) {
+        for (const auto& [id, n] : dirty) {
+          s.add_polls(id, n);
+        }
+      });
+    } catch (const std::exception&) {
       for (const auto& [id, n] : dirty) {
-        s.add_polls(id, n);
+        m_orphan_polls[id] += n; // counted again at the next flush
       }
-    });
+      throw;
+    }
   }
 
   // --- download -------------------------------------------------------------
@@ -1449,6 +1572,7 @@ private:
 
   std::unordered_map<std::string, std::unique_ptr<Actor>> m_actors;
   std::unordered_map<std::string, Clock::time_point> m_not_before; // queued jobs backing off
+  std::unordered_map<std::string, int> m_recover_failures;         // jobs recovering from store failures
   std::unordered_map<std::string, Pending> m_reconcile;             // ambiguous creates being settled
   std::unordered_map<std::string, CostLookup> m_cost_lookups;       // completed jobs whose cost is still unknown
   std::unordered_map<std::string, std::int64_t> m_orphan_polls;     // polls of finished actors, not yet written

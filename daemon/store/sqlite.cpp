@@ -187,7 +187,8 @@ Transaction::Transaction(Db& db) : m_db(db) { m_db.exec("BEGIN IMMEDIATE"); }
 
 Transaction::~Transaction()
 {
-  if (!m_done) {
+  // A failed COMMIT may already have rolled the transaction back (SQLITE_FULL, SQLITE_IOERR).
+  if (!m_done && !sqlite3_get_autocommit(m_db.handle())) {
     try {
       m_db.exec("ROLLBACK");
     } catch (const std::exception& e) {
@@ -209,7 +210,7 @@ Savepoint::Savepoint(Db& db, std::string name) : m_db(db), m_name(std::move(name
 
 Savepoint::~Savepoint()
 {
-  if (!m_done) {
+  if (!m_done && !sqlite3_get_autocommit(m_db.handle())) {
     try {
       m_db.exec("ROLLBACK TO " + m_name);
       m_db.exec("RELEASE " + m_name);

@@ -23,6 +23,8 @@ public:
   int code() const { return m_code; }
   // SQLITE_CONSTRAINT and its extended codes.
   bool is_constraint() const { return (m_code & 0xff) == 19; }
+  // SQLITE_FULL: the disk (or the database's size limit) is full.
+  bool is_full() const { return (m_code & 0xff) == 13; }
 
 private:
   int m_code;

@@ -108,7 +108,11 @@ def test_ndjson_batch_is_held_once():
         growth = (vm_hwm_kib(d.proc.pid) - before) * 1024
         print(f"body {len(body) / 2**20:.1f} MiB, peak RSS growth {growth / 2**20:.1f} MiB "
               f"({growth / len(body):.2f}x the body)")
-        assert growth < 1.6 * len(body), f"peak grew {growth / len(body):.2f}x the body"
+        if os.environ.get("KLINGD_SANITIZED"):
+            # ASan's redzones and freed-memory quarantine are what RSS would measure here.
+            print("the 1.6x bound is checked in the plain build, not under ASan")
+        else:
+            assert growth < 1.6 * len(body), f"peak grew {growth / len(body):.2f}x the body"
         assert d.get_json("/v1/status")["total"] == 10000
 
 

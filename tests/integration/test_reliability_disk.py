@@ -81,6 +81,98 @@ def test_tmpfs_fills_during_download():
         subprocess.run(["umount", "-l", mnt], capture_output=True)
 
 
+def mount_small_tmpfs(size):
+    workdir = klingtest.tempfile.mkdtemp(prefix="klingd-disk-")
+    mnt = os.path.join(workdir, "small")
+    os.makedirs(mnt)
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0750", "tmpfs", mnt], capture_output=True)
+    if p.returncode != 0:
+        print(f"skipped: cannot mount a tmpfs here ({p.stderr.decode().strip()})")
+        os.rmdir(mnt)
+        return workdir, None
+    return workdir, mnt
+
+
+def fill(path):
+    """Writes zeros to `path` until the filesystem is full."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (256 << 10))
+                f.flush()
+        except OSError:
+            pass
+
+
+def test_database_disk_full_nothing_lost_nothing_paid_twice():
+    """The whole state directory (database and videos) on an 8 MB tmpfs that fills up twice:
+    first while jobs are about to be marked `submitting` (those marks cannot be written, so no
+    create may go out), then while the provider holds 12 create calls for 1 s (the accepted
+    generations cannot be recorded: exactly the ambiguous case, settled through the request
+    log). Meanwhile a submit is refused with 507 storage_full, the daemon keeps serving, and
+    once space returns every job completes with one create each and its own video."""
+    workdir, mnt = mount_small_tmpfs("8m")
+    if mnt is None:
+        return
+    try:
+        cfg = dict(CFG, store={"state_dir": os.path.join(mnt, "state")}, reconcile={"window_s": 120})
+        fake = ("--queued-s", "0.05", "--generating-s", "0.3", "--video-bytes", "100000", "--slow-delay-s", "1")
+        with Klingd(config_overrides=cfg, fake_args=fake, workdir=workdir) as d:
+            d.state_dir = os.path.join(mnt, "state")
+            d.db_path = os.path.join(d.state_dir, "klingd.db")
+            d.videos_dir = os.path.join(d.state_dir, "videos")
+            ballast = os.path.join(mnt, "ballast")
+            # 1. Full before dispatch: marking `submitting` fails, nothing is sent.
+            d.post("/v1/pause")
+            first = [j["id"] for j in d.submit(specs(8, "dbfull-a"))["jobs"]]
+            fill(ballast)
+            d.post("/v1/resume")
+            d.wait_for(lambda: "store.commit_failed" in d.log(), 20, 0.1, "a commit to fail")
+            r = d.post("/v1/jobs", {"jobs": specs(500, "dbfull-refused")})
+            assert r.status == 507, r
+            e = r.json()["error"]
+            assert e["code"] == "storage_full" and "disk" in e["message"] and "full" in e["message"], e
+            assert d.get("/v1/status").status == 200 and d.running()
+            time.sleep(1.5)
+            assert d.fake.stats()["create_calls"] == 0, "a create went out although it could not be marked first"
+            os.unlink(ballast)
+            d.wait_terminal(first, timeout=60)
+
+            # 2. Full while the provider holds the creates: their answers cannot be stored.
+            d.fake.config({"faults": {"create": {"slow": 1.0}}})
+            d.post("/v1/pause")
+            second = [j["id"] for j in d.submit(specs(12, "dbfull-b"))["jobs"]]
+            calls_before = d.fake.stats()["create_calls"]
+            d.post("/v1/resume")
+            d.wait_for(lambda: d.fake.stats()["create_calls"] - calls_before == 12, 20, 0.02, "12 creates held")
+            fill(ballast)
+            failures = d.log().count("job.actor_failed")
+            d.wait_for(lambda: d.log().count("job.actor_failed") > failures, 20, 0.1, "an answer that cannot be stored")
+            time.sleep(2)
+            assert d.running(), "klingd died on a full disk:\n" + d.log()[-3000:]
+            os.unlink(ballast)
+            d.fake.config({"faults": {}})
+
+            ids = first + second
+            jobs = check_after(d, ids, d.fake.stats)
+            st = d.fake.stats()
+            by_job = st["create_calls_by_job"]
+            for j in jobs.values():
+                assert j["state"] == "completed", (j["key"], j["state"], j["error"])
+                assert by_job[j["id"]]["calls"] == 1 and by_job[j["id"]]["recorded"] == 1, (j["key"], by_job[j["id"]])
+            recovered = d.log().count("job.recovering")
+            reconciled = sum("reconciling" in [h.get("step") for h in d.job(i)["history"]] for i in second)
+            print(f"disk full twice: {len(ids)} jobs completed with one create each; "
+                  f"{d.log().count('store.commit_failed')} failed commits, {recovered} recoveries, "
+                  f"{reconciled} creates settled through the request log")
+            assert reconciled >= 1, "no create answer was lost to the full disk: the test proved nothing"
+            # And new work goes through.
+            more = [j["id"] for j in d.submit(specs(1, "after"))["jobs"]]
+            assert d.wait_terminal(more, timeout=30)[more[0]]["state"] == "completed"
+    finally:
+        subprocess.run(["umount", "-l", mnt], capture_output=True)
+
+
 def test_rlimit_fsize_efbig_does_not_kill():
     with Klingd(config_overrides=CFG, fake_args=FAKE) as d:
         # Over the limit a write() fails with EFBIG and the kernel sends SIGXFSZ; the database

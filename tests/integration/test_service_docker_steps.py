@@ -27,7 +27,10 @@ BASE_PACKAGES = {"libc6", "libgcc-s1", "libstdc++6"}
 
 
 def build_dir():
-    d = os.path.dirname(os.path.dirname(os.path.abspath(klingtest.klingd_bin())))
+    # The image is built without sanitizers: under scripts/sanitize.sh, whose KLINGD_BIN is an
+    # ASan build (linking libasan), the release tree is named by KLINGD_RELEASE_BUILD.
+    d = os.environ.get("KLINGD_RELEASE_BUILD") or \
+        os.path.dirname(os.path.dirname(os.path.abspath(klingtest.klingd_bin())))
     assert os.path.exists(os.path.join(d, "CMakeCache.txt")), f"{d} is not a CMake build tree"
     return d
 
