@@ -607,7 +607,17 @@ Result<Ok> ApiServer::listen(const std::string& socket_path, unsigned mode)
   auto& acc = m_impl->m_acceptor;
   acc.open(endpoint.protocol(), ec);
   if (!ec) {
+    // The file is created owner-only (whatever the process umask) and given socket.mode
+    // before listen(): no moment in which others could connect.
+    const mode_t old_umask = ::umask(0177);
     acc.bind(endpoint, ec);
+    ::umask(old_umask);
+  }
+  if (!ec && ::chmod(socket_path.c_str(), static_cast<mode_t>(mode)) != 0) {
+    auto err = std::strerror(errno);
+    acc.close(ec);
+    ::unlink(socket_path.c_str());
+    return fail(fmt::format("chmod {:o}: {}", mode, err));
   }
   if (!ec) {
     acc.listen(asio::socket_base::max_listen_connections, ec);
@@ -615,12 +625,6 @@ Result<Ok> ApiServer::listen(const std::string& socket_path, unsigned mode)
   if (ec) {
     acc.close(ec);
     return fail(ec.message());
-  }
-  if (::chmod(socket_path.c_str(), static_cast<mode_t>(mode)) != 0) {
-    auto err = std::strerror(errno);
-    acc.close(ec);
-    ::unlink(socket_path.c_str());
-    return fail(fmt::format("chmod {:o}: {}", mode, err));
   }
   m_impl->m_path = socket_path;
   log::info("api.listening", {{"socket", socket_path}, {"mode", fmt::format("{:04o}", mode)}});
