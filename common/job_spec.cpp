@@ -2,11 +2,15 @@
 
 #include "common/job.hpp"
 
+#include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/parse_options.hpp>
 #include <boost/json/stream_parser.hpp>
 #include <fmt/format.h>
 
 #include <cmath>
+#include <string>
+#include <unordered_set>
+#include <vector>
 
 namespace klingd::common {
 
@@ -256,6 +260,68 @@ Result<JobSpec, std::vector<SpecError>> parse_job_spec(const json::value& spec, 
   return out;
 }
 
+namespace {
+
+// Finds a member name given twice in one object ({"prompt": "a", "prompt": "b"}). Boost.JSON
+// keeps the last one silently; a spec that says two things must not be guessed at.
+class DuplicateKeyFinder
+{
+public:
+  static constexpr std::size_t max_object_size = std::size_t(-1);
+  static constexpr std::size_t max_array_size = std::size_t(-1);
+  static constexpr std::size_t max_key_size = std::size_t(-1);
+  static constexpr std::size_t max_string_size = std::size_t(-1);
+
+  std::string duplicate; // the name, once found
+
+  bool on_document_begin(boost::system::error_code&) { return true; }
+  bool on_document_end(boost::system::error_code&) { return true; }
+  bool on_object_begin(boost::system::error_code&)
+  {
+    m_levels.emplace_back();
+    return true;
+  }
+  bool on_object_end(std::size_t, boost::system::error_code&)
+  {
+    m_levels.pop_back();
+    return true;
+  }
+  bool on_array_begin(boost::system::error_code&) { return true; }
+  bool on_array_end(std::size_t, boost::system::error_code&) { return true; }
+  bool on_key_part(json::string_view s, std::size_t, boost::system::error_code&)
+  {
+    m_key.append(s.data(), s.size());
+    return true;
+  }
+  bool on_key(json::string_view s, std::size_t, boost::system::error_code& ec)
+  {
+    m_key.append(s.data(), s.size());
+    if (!m_levels.back().insert(m_key).second) {
+      duplicate = std::move(m_key);
+      ec = json::error::syntax; // stops the parser here
+      return false;
+    }
+    m_key.clear();
+    return true;
+  }
+  bool on_string_part(json::string_view, std::size_t, boost::system::error_code&) { return true; }
+  bool on_string(json::string_view, std::size_t, boost::system::error_code&) { return true; }
+  bool on_number_part(json::string_view, boost::system::error_code&) { return true; }
+  bool on_int64(std::int64_t, json::string_view, boost::system::error_code&) { return true; }
+  bool on_uint64(std::uint64_t, json::string_view, boost::system::error_code&) { return true; }
+  bool on_double(double, json::string_view, boost::system::error_code&) { return true; }
+  bool on_bool(bool, boost::system::error_code&) { return true; }
+  bool on_null(boost::system::error_code&) { return true; }
+  bool on_comment_part(json::string_view, boost::system::error_code&) { return true; }
+  bool on_comment(json::string_view, boost::system::error_code&) { return true; }
+
+private:
+  std::vector<std::unordered_set<std::string>> m_levels;
+  std::string m_key;
+};
+
+} // namespace
+
 Result<json::value> parse_json_text(std::string_view text)
 {
   json::parse_options opts;
@@ -280,6 +346,18 @@ Result<json::value> parse_json_text(std::string_view text)
       what = "unexpected data after the JSON value";
     }
     return make_error("invalid_json", fmt::format("invalid JSON at line {}, column {}: {}", line, col, what));
+  }
+  json::basic_parser<DuplicateKeyFinder> dup(opts);
+  const std::size_t at = dup.write_some(false, text.data(), text.size(), ec);
+  if (!dup.handler().duplicate.empty()) {
+    auto [line, col] = line_column(text, at);
+    std::string name = dup.handler().duplicate;
+    if (name.size() > 64) {
+      name = name.substr(0, 64) + "…";
+    }
+    return make_error("invalid_json",
+                      fmt::format("invalid JSON at line {}, column {}: member \"{}\" is given twice in one object",
+                                  line, col, name));
   }
   return parser.release();
 }

@@ -142,6 +142,10 @@ ROWS = [
     # --- duplicate keys
     ("key repeated three times in a batch", post("/v1/jobs", jobs_body(spec("a", key="k3"), spec("b", key="k3"),
                                                                        spec("c", key="k3"))), 400, "key"),
+    ("a member name twice in one request", post("/v1/jobs", js(spec())[:-2] + b', "prompt": "another"}}'), 400,
+     '"prompt" is given twice'),
+    ("a member name twice in an NDJSON line", post("/v1/jobs", js(spec()) + b"\n" + b'{"key": "a", "k\\u0065y": "b"}\n',
+                                                  "application/x-ndjson"), 400, '"key" is given twice'),
     # --- unknown routes and methods, bad queries and framing
     ("PUT /v1/jobs", req("PUT", "/v1/jobs", b"Content-Length: 0\r\n"), 405, None),
     ("PATCH a job", req("PATCH", "/v1/jobs/ANY", b"Content-Length: 0\r\n"), 405, None),

@@ -284,3 +284,23 @@ TEST_CASE("NDJSON reader: more than the batch limit is refused as a whole")
   REQUIRE(done.error().size() == 1);
   CHECK(to_string(done.error()[0]).find("at most 100000 jobs") != std::string::npos);
 }
+
+TEST_CASE("parse_json_text: a member given twice in one object is refused, naming it and where")
+{
+  auto r = parse_json_text(R"({"request": {"model": "m", "prompt": "a cat",
+  "prompt": "a dog"}})");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message.find("member \"prompt\" is given twice") != std::string::npos);
+  CHECK(r.error().message.find("line 2") != std::string::npos);
+  // An escaped spelling is the same name.
+  CHECK_FALSE(parse_json_text(R"({"key": "a", "k\u0065y": "b"})").ok());
+  // The same name in different objects, or twice in an array of objects, is fine.
+  CHECK(parse_json_text(R"({"a": {"x": 1}, "b": {"x": 2}, "c": [{"x": 1}, {"x": 2}]})").ok());
+  // Through a submit body: the whole body is refused as invalid JSON, for NDJSON with the line.
+  auto nd = parse_submit_body(spec_with("") + "\n" + R"({"key": "a", "key": "b", "request": {}})" + "\n", true,
+                              catalog(), false);
+  REQUIRE_FALSE(nd.ok());
+  CHECK(*nd.error()[0].index == 1);
+  CHECK(nd.error()[0].message.find("line 2") != std::string::npos);
+  CHECK(nd.error()[0].message.find("\"key\" is given twice") != std::string::npos);
+}
