@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <cmath>
 #include <ctime>
 
 namespace klingd::provider {
@@ -394,20 +395,30 @@ Result<LogPage> parse_logs(std::string_view body)
     row.inference_id = text("inference_id");
     row.client_request_id = text("client_request_id");
     row.created = text("created");
+    // A cost goes into the ledger and the budgets: only finite, non-negative figures are
+    // taken; anything else ("nan", -5, 1.5 credits, 1e30) is no figure.
     if (const auto* cost = field(r, "cost"); cost && cost->is_object()) {
       if (const auto* usd = field(*cost, "usd")) {
+        std::optional<double> d;
         if (usd->is_number()) {
-          row.usd = usd->to_number<double>();
+          d = usd->to_number<double>();
         } else if (usd->is_string()) {
-          double d = 0;
+          double parsed = 0;
           const auto& s = usd->as_string();
-          if (std::from_chars(s.data(), s.data() + s.size(), d).ec == std::errc()) {
-            row.usd = d;
+          if (std::from_chars(s.data(), s.data() + s.size(), parsed).ec == std::errc()) {
+            d = parsed;
           }
+        }
+        if (d && std::isfinite(*d) && *d >= 0) {
+          row.usd = *d;
         }
       }
       if (const auto* credits = field(*cost, "credits"); credits && credits->is_number()) {
-        row.credits = credits->to_number<std::int64_t>();
+        boost::system::error_code ec;
+        const auto n = credits->to_number<std::int64_t>(ec);
+        if (!ec && n >= 0) {
+          row.credits = n;
+        }
       }
     }
     page.rows.push_back(std::move(row));

@@ -1,8 +1,10 @@
 // libFuzzer target: what the provider sends back — a status document (parse_status), a create
 // answer with any status and headers (classify_create), an error body (error_text) and a
-// Retry-After value. A hostile or broken provider must never crash the daemon.
+// Retry-After value, and a request-log page (parse_logs). A hostile or broken provider must
+// never crash the daemon, nor put an impossible cost into the ledger.
 #include "daemon/provider/provider_client.hpp"
 
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -48,5 +50,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::abort();
   }
   (void)parse_retry_after(cut);
+
+  if (auto page = parse_logs(body)) {
+    for (const auto& row : page->rows) {
+      if (row.usd && !(std::isfinite(*row.usd) && *row.usd >= 0)) {
+        std::abort(); // costs are summed into budgets: never NaN, infinite or negative
+      }
+      if (row.credits && *row.credits < 0) {
+        std::abort();
+      }
+    }
+  }
   return 0;
 }

@@ -190,3 +190,22 @@ TEST_CASE("provider: request-log pages")
   CHECK_FALSE(parse_logs("{").ok());
   CHECK_FALSE(parse_logs(R"({"pagination":{}})").ok());
 }
+
+TEST_CASE("provider: request-log costs that are not a possible charge are no figure (found while adding parse_logs to the fuzz target)")
+{
+  auto page = parse_logs(R"([
+      {"status":"succeeded","cost":{"usd":"nan","credits":1.5}},
+      {"status":"succeeded","cost":{"usd":"inf","credits":1e30}},
+      {"status":"succeeded","cost":{"usd":-0.5,"credits":-3}},
+      {"status":"succeeded","cost":{"usd":"1e999","credits":"12"}},
+      {"status":"succeeded","cost":{"usd":"0.25","credits":525000}}])");
+  REQUIRE(page.ok());
+  REQUIRE(page->rows.size() == 5);
+  for (int i = 0; i < 4; ++i) {
+    CAPTURE(i);
+    CHECK_FALSE(page->rows[i].usd);
+    CHECK_FALSE(page->rows[i].credits);
+  }
+  CHECK(page->rows[4].usd == doctest::Approx(0.25));
+  CHECK(page->rows[4].credits == 525000);
+}
