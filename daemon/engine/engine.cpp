@@ -45,6 +45,11 @@ using store::JobUpdate;
 namespace {
 
 constexpr int k_poll_concurrency = 64;
+// Create calls on the wire at once. Without a bound, a batch dispatched at once (max_in_flight
+// of 10,000) opened as many TLS connections together: 660 MiB of peak RSS for nothing, since
+// the provider answers them no faster. A job waits for a slot while still `queued`, so a crash
+// meanwhile leaves nothing ambiguous.
+constexpr int k_create_concurrency = 32;
 // A generation the provider gave us counts as lost only after this many
 // consecutive 404s spread over at least k_lost_after (SPEC §3.3).
 constexpr int k_lost_after_404s = 5;
@@ -75,6 +80,7 @@ struct Actor
   bool user_canceled = false;
   bool spread_first_poll = false; // resumed at start: spread the first poll
   double expected_cost = 0;       // estimate made at dispatch (budgets)
+  std::string batch;              // for the per-batch budget while claimed
   std::int64_t unflushed_polls = 0;
   asio::cancellation_signal cancel;
 };
@@ -97,6 +103,7 @@ public:
       m_reconcile_wake(ex),
       m_rate(config.provider.creates_per_minute),
       m_poll_slots(ex, k_poll_concurrency),
+      m_create_slots(ex, k_create_concurrency),
       m_download_slots(ex, config.download.max_concurrent),
       m_rng(std::random_device{}())
   {
@@ -387,7 +394,7 @@ private:
       const double expected = expected_cost(job).value_or(0);
       if (m_config.budget.max_usd_per_day > 0) {
         if (!today) {
-          today = m_store.spend_since(format_day(now_utc()) + "T00:00:00.000Z");
+          today = m_store.spend_since(format_day(now_utc()) + "T00:00:00.000Z") + m_claimed_usd;
         }
         if (*today + expected > m_config.budget.max_usd_per_day) {
           m_budget_block = fmt::format("daily budget: ${:.2f} spent or in flight today + ${:.2f} for the next job would "
@@ -400,7 +407,11 @@ private:
       if (auto budget = m_store.batch_budget(job.batch)) {
         auto it = batch_spent.find(job.batch);
         if (it == batch_spent.end()) {
-          it = batch_spent.emplace(job.batch, m_store.batch_spend(job.batch)).first;
+          const auto claimed = m_claimed_usd_by_batch.find(job.batch);
+          it = batch_spent
+                 .emplace(job.batch, m_store.batch_spend(job.batch)
+                                       + (claimed == m_claimed_usd_by_batch.end() ? 0.0 : claimed->second))
+                 .first;
         }
         if (it->second + expected > *budget) {
           m_blocked_batches.insert(job.batch);
@@ -415,9 +426,13 @@ private:
       }
       m_rate.record(now);
       const std::string id = job.id;
+      const std::string batch = job.batch;
       spawn_actor(std::move(job), false);
       if (auto* a = find_actor(id)) {
         a->expected_cost = expected;
+        a->batch = batch;
+        m_claimed_usd += expected;
+        m_claimed_usd_by_batch[batch] += expected;
       }
       ++started;
     }
@@ -487,6 +502,20 @@ private:
     if (a.claimed) {
       a.claimed = false;
       --m_claimed;
+      if (!a.batch.empty()) {
+        // From now on the store counts it (`submitting` with its estimate), or it never left.
+        m_claimed_usd -= a.expected_cost;
+        if (auto it = m_claimed_usd_by_batch.find(a.batch); it != m_claimed_usd_by_batch.end()) {
+          it->second -= a.expected_cost;
+          if (it->second <= 1e-9) {
+            m_claimed_usd_by_batch.erase(it);
+          }
+        }
+      }
+      if (m_claimed == 0) {
+        m_claimed_usd = 0; // no rounding drift
+        m_claimed_usd_by_batch.clear();
+      }
     }
   }
 
@@ -657,6 +686,11 @@ private:
 
   asio::awaitable<void> do_create(const Job& job, Actor& a)
   {
+    co_await m_create_slots.acquire();
+    AsyncSemaphore::Permit permit(m_create_slots);
+    if (m_stopping || m_paused || a.user_canceled) {
+      co_return; // still `queued` in the store: nothing to undo
+    }
     a.phase = Actor::Phase::creating;
     std::string crid;
     int attempt = 0;
@@ -1567,12 +1601,17 @@ private:
   RateWindow m_rate;
   RateWindow m_logs_rate{60}; // request-log queries: well under the documented 200 per minute
   AsyncSemaphore m_poll_slots;
+  AsyncSemaphore m_create_slots;
   AsyncSemaphore m_download_slots;
   std::mt19937_64 m_rng;
 
   std::unordered_map<std::string, std::unique_ptr<Actor>> m_actors;
   std::unordered_map<std::string, Clock::time_point> m_not_before; // queued jobs backing off
   std::unordered_map<std::string, int> m_recover_failures;         // jobs recovering from store failures
+  // Expected cost of jobs picked for dispatch but not yet `submitting` in the store (waiting
+  // for a create slot): the store's spend figures do not include them yet.
+  double m_claimed_usd = 0;
+  std::unordered_map<std::string, double> m_claimed_usd_by_batch;
   std::unordered_map<std::string, Pending> m_reconcile;             // ambiguous creates being settled
   std::unordered_map<std::string, CostLookup> m_cost_lookups;       // completed jobs whose cost is still unknown
   std::unordered_map<std::string, std::int64_t> m_orphan_polls;     // polls of finished actors, not yet written

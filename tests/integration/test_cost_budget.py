@@ -85,6 +85,30 @@ def test_daily_budget_stops_at_the_right_job_and_resumes_after_a_reload():
         assert d.get_json("/v1/status")["paused"] is None
 
 
+def test_daily_budget_counts_jobs_waiting_for_a_create_slot():
+    """Many jobs in flight and slow creates: jobs picked for dispatch wait for one of the 32
+    create slots while still `queued`. Their expected cost must count against the budget
+    although the store does not show them as submitting yet, or later dispatch rounds would
+    pass the budget."""
+    with Klingd(config_overrides={"provider": {"max_in_flight": 200}},
+                fake_args=FAST_FAKE + ("--slow-delay-s", "1.5")) as d:
+        learn = d.submit(specs(3, "learn"))
+        done = d.wait_terminal([j["id"] for j in learn["jobs"]])
+        c = list(done.values())[0]["cost"]["usd"]
+        reload(d, {"provider": {"max_in_flight": 200}, "budget": {"max_usd_per_day": (3 + 40.5) * c}})
+        d.fake.config({"faults": {"create": {"slow": 1.0}}})
+        ids = [j["id"] for j in d.submit(specs(60, "waiting"))["jobs"]]
+        # Two waves of held creates, with dispatch rounds woken all along by their events.
+        time.sleep(4)
+        left = [s for s in states(d, ids) if s != "queued"]
+        assert len(left) <= 40, f"{len(left)} jobs dispatched with budget for 40"
+        d.fake.config({"faults": {}})
+        d.wait_for(lambda: states(d, ids).count("completed") == 40, 60, what="40 jobs")
+        time.sleep(1)
+        assert states(d, ids).count("queued") == 20, states(d, ids)
+        assert d.fake.stats()["create_calls"] == 43
+
+
 def test_batch_budget_holds_its_batch_only():
     with Klingd(config_overrides={"provider": {"max_in_flight": 1}}, fake_args=FAST_FAKE) as d:
         first = d.submit(specs(3, "learn"))

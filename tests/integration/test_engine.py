@@ -88,6 +88,25 @@ def test_create_rate_limit_is_respected():
         assert st["creates_per_minute_peak"] <= 30
 
 
+def test_create_calls_on_the_wire_are_bounded():
+    """At most 32 create calls are out at once (k_create_concurrency), whatever max_in_flight
+    allows: each create here is held 2 s by the provider, so the 33rd waits for a slot — as a
+    `queued` job, so nothing is ambiguous if klingd dies meanwhile."""
+    with Klingd(config_overrides={"provider": {"max_in_flight": 500}},
+                fake_args=FAST_FAKE + ("--slow-delay-s", "2")) as d:
+        d.fake.config({"faults": {"create": {"slow": 1.0}}})
+        ids = [j["id"] for j in d.submit(specs(80, "wire"))["jobs"]]
+        d.wait_for(lambda: d.fake.stats()["create_calls"] >= 32, 10, 0.05, "32 creates")
+        time.sleep(0.5)
+        assert d.fake.stats()["create_calls"] == 32, d.fake.stats()["create_calls"]
+        counts = d.get_json("/v1/status")["counts"]
+        assert counts["submitting"] == 32 and counts["queued"] == 48, counts
+        d.fake.config({"faults": {}})
+        jobs = d.wait_terminal(ids, timeout=60)
+        assert all(j["state"] == "completed" for j in jobs.values())
+        assert d.fake.stats()["create_calls"] == 80
+
+
 def test_priority_then_age():
     with Klingd(config_overrides={"provider": {"max_in_flight": 1}}, fake_args=FAST_FAKE) as d:
         d.post("/v1/pause")
