@@ -1262,26 +1262,36 @@ private:
     return accepted_steady + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(job.timeout_s));
   }
 
-  asio::awaitable<void> do_poll(const Job& job, Actor& a)
+  // What one poll leaves for the next: the waiting loop in do_poll keeps only this between
+  // polls, so 10,000 generating jobs hold 10,000 small coroutine frames; poll_once's large frame
+  // (the answer, the updates it commits) exists only while a poll is out.
+  struct PollState
   {
-    a.phase = Actor::Phase::polling;
-    set_in_flight(a, true);
-    const auto family = m_catalog.family_for(job.model);
-    Clock::time_point accepted;
-    const auto deadline = generating_deadline(job, accepted);
-    PollSchedule schedule(m_config.poll);
-    Clock::duration delay = schedule.next(Clock::now() - accepted, m_rng);
-    if (a.spread_first_poll) {
-      // After a restart, spread the first polls over one interval, not all at once.
-      std::uniform_int_distribution<std::int64_t> spread(0, std::max<std::int64_t>(1, seconds(m_config.poll.initial_s).count()));
-      delay = Millis(spread(m_rng));
-      a.spread_first_poll = false;
-    }
-    std::string last_status = job.provider_status.value_or("");
+    std::string last_status;
     bool logged_unknown = false;
     int failures = 0;
     int consecutive_404 = 0;
     Clock::time_point first_404{};
+    bool done = false;          // the job left `generating` (or failed)
+    Clock::duration delay{};    // until the next poll
+  };
+
+  asio::awaitable<void> do_poll(const Job& job, Actor& a)
+  {
+    a.phase = Actor::Phase::polling;
+    set_in_flight(a, true);
+    Clock::time_point accepted;
+    const auto deadline = generating_deadline(job, accepted);
+    PollSchedule schedule(m_config.poll);
+    PollState ps;
+    ps.delay = schedule.next(Clock::now() - accepted, m_rng);
+    if (a.spread_first_poll) {
+      // After a restart, spread the first polls over one interval, not all at once.
+      std::uniform_int_distribution<std::int64_t> spread(0, std::max<std::int64_t>(1, seconds(m_config.poll.initial_s).count()));
+      ps.delay = Millis(spread(m_rng));
+      a.spread_first_poll = false;
+    }
+    ps.last_status = job.provider_status.value_or("");
 
     for (;;) {
       const auto now = Clock::now();
@@ -1291,97 +1301,111 @@ private:
                                              job.timeout_s));
         co_return;
       }
-      const auto due = now + std::min<Clock::duration>(delay, deadline - now);
+      const auto due = now + std::min<Clock::duration>(ps.delay, deadline - now);
       co_await sleep(due - now);
       if (Clock::now() >= deadline) {
         continue;
       }
-      provider::PollResult r;
-      {
-        co_await m_poll_slots.acquire();
-        AsyncSemaphore::Permit permit(m_poll_slots);
-        // Lateness is measured when the poll can actually go out: loop lag and queueing
-        // for a poll slot both make it late (metrics.hpp, poll_lateness).
-        m_metrics.poll_lateness().Observe(std::chrono::duration<double>(Clock::now() - due).count());
-        r = co_await m_provider.poll(family, *job.generation_id);
+      co_await poll_once(job, a, due, schedule, accepted, ps);
+      if (ps.done) {
+        co_return;
       }
-      ++a.unflushed_polls;
-      m_metrics.polls().Increment();
-      const auto& o = r.outcome;
-      if (o.cls == CallClass::ok) {
-        failures = 0;
-        consecutive_404 = 0;
-        const auto& st = *r.status;
-        if (!st.known_status && !logged_unknown) {
-          logged_unknown = true;
-          log::warning("job.unknown_provider_status", {{"job", job.id}, {"status", st.status}});
-        }
-        if (st.kind == provider::GenerationStatus::Kind::completed && st.video_url) {
-          JobUpdate u;
-          u.provider_status = st.status;
-          u.video_url = *st.video_url;
-          if (st.file_size) u.video_file_size = *st.file_size;
-          u.step_failures = 0;
-          co_await commit_with_polls(a, [&](JobStore& s) {
-            s.transition(job.id, JobState::generating, JobState::downloading, u);
-          });
-          co_return;
-        }
-        if (st.kind == provider::GenerationStatus::Kind::failed) {
-          JobUpdate u;
-          u.provider_status = st.status;
-          u.provider_failed = true;
-          u.error = make_job_error(common::ErrorCode::provider_failed, st.error_message);
-          co_await commit_with_polls(a, [&](JobStore& s) {
-            s.transition(job.id, JobState::generating, JobState::failed, u);
-          });
-          log::warning("job.failed", {{"job", job.id}, {"code", "provider_failed"}, {"message", st.error_message}});
-          co_return;
-        }
-        if (st.status != last_status) {
-          // A real change costs a (group) commit; an unchanged poll costs nothing.
-          last_status = st.status;
-          JobUpdate u;
-          u.provider_status = st.status;
-          co_await commit_with_polls(a, [&](JobStore& s) { s.update(job.id, JobState::generating, u); });
-        }
-        delay = schedule.next(Clock::now() - accepted, m_rng);
-        continue;
-      }
-      if (o.cls == CallClass::job_error) {
-        // 404 (or another 4xx) for an id the provider gave us: lost only after
-        // several in a row spread over minutes; the provider may lag.
-        if (consecutive_404++ == 0) {
-          first_404 = Clock::now();
-        }
-        if (consecutive_404 >= k_lost_after_404s && Clock::now() - first_404 >= k_lost_after) {
-          co_await fail_generating(job, a, common::ErrorCode::provider_failed,
-                                   fmt::format("the provider no longer knows generation {} ({} answers in a row: {})",
-                                               *job.generation_id, consecutive_404, o.message),
-                                   o.http_status);
-          co_return;
-        }
-        delay = std::max<Clock::duration>(retry_delay(m_config.retry, consecutive_404, o.retry_after, m_rng),
-                                          k_lost_after / k_lost_after_404s);
-        continue;
-      }
-      if (o.cls == CallClass::account) {
-        m_metrics.provider_errors("account").Increment();
-        pause(fmt::format("provider refused the API key or account (HTTP {}): {}", o.http_status.value_or(0), o.message),
-              true);
-      } else {
-        m_metrics.provider_errors(o.http_status == 429 ? "http_429" : o.http_status >= 500 ? "http_5xx"
-                                  : o.http_status                                        ? "malformed"
-                                                                                         : "network")
-          .Increment();
-      }
-      // Polls are not attempts: a paid generation is never abandoned over
-      // failed polls; they back off until the job's own deadline (SPEC §3.3).
-      ++failures;
-      delay = retry_delay(m_config.retry, failures, o.retry_after, m_rng);
-      log::info("job.poll_failed", {{"job", job.id}, {"failures", failures}, {"delay_ms",
-                std::chrono::duration_cast<Millis>(delay).count()}, {"reason", o.message}});
     }
+  }
+
+  // One status poll and what follows from its answer: ps.delay becomes the schedule's next
+  // interval on a "still running" answer, a back-off on a failure.
+  asio::awaitable<void> poll_once(const Job& job, Actor& a, Clock::time_point due, PollSchedule& schedule,
+                                  Clock::time_point accepted, PollState& ps)
+  {
+    provider::PollResult r;
+    {
+      co_await m_poll_slots.acquire();
+      AsyncSemaphore::Permit permit(m_poll_slots);
+      // Lateness is measured when the poll can actually go out: loop lag and queueing
+      // for a poll slot both make it late (metrics.hpp, poll_lateness).
+      m_metrics.poll_lateness().Observe(std::chrono::duration<double>(Clock::now() - due).count());
+      r = co_await m_provider.poll(m_catalog.family_for(job.model), *job.generation_id);
+    }
+    ++a.unflushed_polls;
+    m_metrics.polls().Increment();
+    const auto& o = r.outcome;
+    if (o.cls == CallClass::ok) {
+      ps.failures = 0;
+      ps.consecutive_404 = 0;
+      const auto& st = *r.status;
+      if (!st.known_status && !ps.logged_unknown) {
+        ps.logged_unknown = true;
+        log::warning("job.unknown_provider_status", {{"job", job.id}, {"status", st.status}});
+      }
+      if (st.kind == provider::GenerationStatus::Kind::completed && st.video_url) {
+        JobUpdate u;
+        u.provider_status = st.status;
+        u.video_url = *st.video_url;
+        if (st.file_size) u.video_file_size = *st.file_size;
+        u.step_failures = 0;
+        co_await commit_with_polls(a, [&](JobStore& s) {
+          s.transition(job.id, JobState::generating, JobState::downloading, u);
+        });
+        ps.done = true;
+        co_return;
+      }
+      if (st.kind == provider::GenerationStatus::Kind::failed) {
+        JobUpdate u;
+        u.provider_status = st.status;
+        u.provider_failed = true;
+        u.error = make_job_error(common::ErrorCode::provider_failed, st.error_message);
+        co_await commit_with_polls(a, [&](JobStore& s) {
+          s.transition(job.id, JobState::generating, JobState::failed, u);
+        });
+        log::warning("job.failed", {{"job", job.id}, {"code", "provider_failed"}, {"message", st.error_message}});
+        ps.done = true;
+        co_return;
+      }
+      if (st.status != ps.last_status) {
+        // A real change costs a (group) commit; an unchanged poll costs nothing.
+        ps.last_status = st.status;
+        JobUpdate u;
+        u.provider_status = st.status;
+        co_await commit_with_polls(a, [&](JobStore& s) { s.update(job.id, JobState::generating, u); });
+      }
+      ps.delay = schedule.next(Clock::now() - accepted, m_rng);
+      co_return;
+    }
+    if (o.cls == CallClass::job_error) {
+      // 404 (or another 4xx) for an id the provider gave us: lost only after
+      // several in a row spread over minutes; the provider may lag.
+      if (ps.consecutive_404++ == 0) {
+        ps.first_404 = Clock::now();
+      }
+      if (ps.consecutive_404 >= k_lost_after_404s && Clock::now() - ps.first_404 >= k_lost_after) {
+        co_await fail_generating(job, a, common::ErrorCode::provider_failed,
+                                 fmt::format("the provider no longer knows generation {} ({} answers in a row: {})",
+                                             *job.generation_id, ps.consecutive_404, o.message),
+                                 o.http_status);
+        ps.done = true;
+        co_return;
+      }
+      ps.delay = std::max<Clock::duration>(retry_delay(m_config.retry, ps.consecutive_404, o.retry_after, m_rng),
+                                           k_lost_after / k_lost_after_404s);
+      co_return;
+    }
+    if (o.cls == CallClass::account) {
+      m_metrics.provider_errors("account").Increment();
+      pause(fmt::format("provider refused the API key or account (HTTP {}): {}", o.http_status.value_or(0), o.message),
+            true);
+    } else {
+      m_metrics.provider_errors(o.http_status == 429 ? "http_429" : o.http_status >= 500 ? "http_5xx"
+                                : o.http_status                                        ? "malformed"
+                                                                                       : "network")
+        .Increment();
+    }
+    // Polls are not attempts: a paid generation is never abandoned over
+    // failed polls; they back off until the job's own deadline (SPEC §3.3).
+    ++ps.failures;
+    ps.delay = retry_delay(m_config.retry, ps.failures, o.retry_after, m_rng);
+    log::info("job.poll_failed", {{"job", job.id}, {"failures", ps.failures}, {"delay_ms",
+              std::chrono::duration_cast<Millis>(ps.delay).count()}, {"reason", o.message}});
   }
 
   asio::awaitable<void> fail_generating(const Job& job, Actor& a, common::ErrorCode code, std::string message,
