@@ -160,6 +160,7 @@ int main(int argc, char** argv)
     db.exec("PRAGMA journal_mode=WAL");
     db.exec("PRAGMA synchronous=FULL");
     db.exec("PRAGMA foreign_keys=ON");
+    db.exec("PRAGMA temp_store=MEMORY");
     db.exec("PRAGMA wal_autocheckpoint=1000");
     db.exec("BEGIN; " + read_file(o.schema) + "; PRAGMA user_version=1; COMMIT;");
 

@@ -139,6 +139,9 @@ Db::Db(const std::string& path, Options options) : m_path(path)
   }
   exec(fmt::format("PRAGMA synchronous={}", options.synchronous == "normal" ? "NORMAL" : options.synchronous == "extra" ? "EXTRA" : "FULL"));
   exec("PRAGMA foreign_keys=ON");
+  // Savepoint sub-journals (every group-committed write has one) in memory, not in temp
+  // files created, written and unlinked on each commit (strace showed one per commit).
+  exec("PRAGMA temp_store=MEMORY");
   // Checkpoints happen from our loop at commit time; keep the WAL bounded.
   exec("PRAGMA wal_autocheckpoint=1000");
 }
