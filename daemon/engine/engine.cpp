@@ -125,16 +125,8 @@ public:
     auto jobs = m_store.active_jobs();
     std::size_t resumed = 0;
     for (auto& job : jobs) {
-      if (job.state == JobState::queued) {
-        continue;
-      }
-      if (job.state == JobState::submitting) {
-        // The create may have gone out before the crash: SPEC §3.2.
-        co_await settle_interrupted_create(job);
-        continue;
-      }
-      spawn_actor(std::move(job), /*resumed=*/true);
-      ++resumed;
+      const bool started = co_await resume_job(std::move(job), "klingd stopped while the create call was in flight");
+      resumed += started ? 1 : 0;
     }
     log::info("engine.started", {{"resumed", resumed}, {"active", jobs.size()}});
     asio::co_spawn(m_ex, dispatcher(), log::coroutine_failure_handler("engine.dispatcher"));
@@ -614,18 +606,17 @@ private:
     bool failed = false;
     try {
       auto job = m_store.get(id);
-      if (!job || common::is_terminal(job->state) || job->state == JobState::queued) {
-        // Done, or back in the queue (the dispatcher takes it once its back-off passed).
+      bool actor_started = false;
+      if (job) {
+        log::info("job.recovering", {{"job", id}, {"state", common::to_string(job->state)}});
+        // Not inside `||`/`?:`: GCC 12 mishandles co_await in conditional expressions.
+        actor_started = co_await resume_job(std::move(*job), "the outcome of the create call could not be recorded");
+      }
+      // A started actor clears the count when it ends without an error; otherwise the job is
+      // done, back in the queue (the dispatcher takes it once its back-off passed) or settled.
+      if (!actor_started) {
         m_recover_failures.erase(id);
         m_dispatch_wake.notify();
-        co_return;
-      }
-      log::info("job.recovering", {{"job", id}, {"state", common::to_string(job->state)}});
-      if (job->state == JobState::submitting) {
-        co_await settle_interrupted_create(*job, "the outcome of the create call could not be recorded");
-        m_recover_failures.erase(id);
-      } else {
-        spawn_actor(std::move(*job), /*resumed=*/true);
       }
     } catch (const std::exception& e) {
       log::error("job.recovery_failed", {{"job", id}, {"error", e.what()}});
@@ -634,6 +625,23 @@ private:
     if (failed && !m_stopping) {
       schedule_recovery(id);
     }
+  }
+
+  // Picks a job up as the store has it, at start or after a failed step: a queued (or
+  // terminal) job is left to the dispatcher, a `submitting` one may have had its create sent
+  // (SPEC §3.2: settled, `reason` says why it is in doubt), any other gets an actor. True when
+  // an actor was started.
+  asio::awaitable<bool> resume_job(Job job, std::string reason)
+  {
+    if (job.state == JobState::queued || common::is_terminal(job.state)) {
+      co_return false;
+    }
+    if (job.state == JobState::submitting) {
+      co_await settle_interrupted_create(job, std::move(reason));
+      co_return false;
+    }
+    spawn_actor(std::move(job), /*resumed=*/true);
+    co_return true;
   }
 
   // Runs one job's step outside its actor (reconciliation); a failure hands the job to
@@ -887,8 +895,7 @@ private:
   }
 
   // A job found `submitting` at start: its create may or may not have gone out.
-  asio::awaitable<void> settle_interrupted_create(const Job& job,
-                                                  std::string reason = "klingd stopped while the create call was in flight")
+  asio::awaitable<void> settle_interrupted_create(const Job& job, std::string reason)
   {
     auto attempts = m_store.attempts(job.id);
     const store::Attempt* last = attempts.empty() ? nullptr : &attempts.back();
