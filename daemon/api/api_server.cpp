@@ -264,22 +264,34 @@ asio::awaitable<void> ApiServer::Impl::accept_loop(std::shared_ptr<Impl> self, A
   }
 }
 
+namespace {
+
+// The header fields every answer carries: status, Server, Content-Type, the handler's own
+// fields, keep-alive.
+template <typename Message>
+void fill_head(Message& out, const Response& res, bool keep_alive, unsigned version)
+{
+  out.version(version);
+  out.result(res.status);
+  out.set(http::field::server, fmt::format("klingd/{}", klingd::version()));
+  out.set(http::field::content_type, res.content_type);
+  for (const auto& [name, value] : res.headers) {
+    out.set(name, value);
+  }
+  out.keep_alive(keep_alive);
+}
+
+} // namespace
+
 template <typename Stream>
 asio::awaitable<bool> ApiServer::Impl::write_response(Stream& stream, Response res, bool keep_alive, unsigned version,
                                                      bool head)
 {
   http::response<http::string_body> out;
-  out.version(version);
-  out.result(res.status);
-  out.set(http::field::server, fmt::format("klingd/{}", klingd::version()));
-  out.set(http::field::content_type, res.content_type);
-  for (auto& [name, value] : res.headers) {
-    out.set(name, value);
-  }
+  fill_head(out, res, keep_alive, version);
   if (!head) {
     out.body() = std::move(res.body);
   }
-  out.keep_alive(keep_alive);
   out.prepare_payload();
   stream.expires_after(k_write_timeout);
   auto [ec, n] = co_await http::async_write(stream, out, k_tuple);
@@ -303,14 +315,7 @@ asio::awaitable<bool> ApiServer::Impl::write_file(Stream& stream, Response res, 
     ~Closer() { ::close(fd); }
   } closer{fd};
   http::response<http::empty_body> out;
-  out.version(version);
-  out.result(res.status);
-  out.set(http::field::server, fmt::format("klingd/{}", klingd::version()));
-  out.set(http::field::content_type, res.content_type);
-  for (auto& [name, value] : res.headers) {
-    out.set(name, value);
-  }
-  out.keep_alive(keep_alive);
+  fill_head(out, res, keep_alive, version);
   out.content_length(f.length);
   http::response_serializer<http::empty_body> sr{out};
   stream.expires_after(k_write_timeout);
