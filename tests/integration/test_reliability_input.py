@@ -67,6 +67,26 @@ def _parse(out):
     return int(head[9:12]), body
 
 
+def status_while_sending(d, head, block, blocks=100):
+    """Sends `head` and then `blocks` times `block` (however far the daemon lets it get);
+    returns the status of its answer, None when there is none."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(20)
+    s.connect(d.socket_path)
+    try:
+        s.sendall(head)
+        for _ in range(blocks):
+            s.sendall(block)
+    except OSError:
+        pass
+    try:
+        got = _parse(s.recv(65536))[0]
+    except OSError:
+        got = None
+    s.close()
+    return got
+
+
 def post(path, body, ctype=J, extra=b""):
     return (b"POST %s HTTP/1.1\r\nHost: k\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n" %
             (path.encode(), ctype.encode(), len(body), extra)) + body
@@ -266,42 +286,15 @@ def test_hostile_requests_table():
             assert d.get("/v1/status").status == 200, f"daemon stopped serving after: {what}"
 
         # 100 MB really sent (not just announced): refused, and the connection does not wedge.
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(20)
-        s.connect(d.socket_path)
         size = 100 << 20
         t0 = time.monotonic()
-        try:
-            s.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: k\r\nContent-Type: application/json\r\n"
-                      b"Content-Length: %d\r\n\r\n" % size)
-            block = b" " * (1 << 20)
-            for _ in range(100):
-                s.sendall(block)
-        except OSError:
-            pass
-        try:
-            got = _parse(s.recv(65536))[0]
-        except OSError:
-            got = None
-        s.close()
+        got = status_while_sending(d, b"POST /v1/jobs HTTP/1.1\r\nHost: k\r\nContent-Type: application/json\r\n"
+                                      b"Content-Length: %d\r\n\r\n" % size, b" " * (1 << 20))
         results.append((got == 413, "100 MB body actually sent", 413, got, f"limit {limit}", time.monotonic() - t0))
         # The same as chunked, without any Content-Length.
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(20)
-        s.connect(d.socket_path)
         t0 = time.monotonic()
-        try:
-            s.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: k\r\nTransfer-Encoding: chunked\r\n\r\n")
-            block = b"100000\r\n" + b" " * 0x100000 + b"\r\n"
-            for _ in range(100):
-                s.sendall(block)
-        except OSError:
-            pass
-        try:
-            got = _parse(s.recv(65536))[0]
-        except OSError:
-            got = None
-        s.close()
+        got = status_while_sending(d, b"POST /v1/jobs HTTP/1.1\r\nHost: k\r\nTransfer-Encoding: chunked\r\n\r\n",
+                                   b"100000\r\n" + b" " * 0x100000 + b"\r\n")
         results.append((got == 413, "100 MB chunked body", 413, got, "", time.monotonic() - t0))
 
         for t in threads:
