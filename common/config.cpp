@@ -255,6 +255,8 @@ const std::vector<KeyDef>& key_defs()
     d.push_back(string_key("dashboard.listen", [](Config& c) -> auto& { return c.dashboard.listen; }, check_listen));
     d.push_back(number_key("budget.max_usd_per_day", [](Config& c) -> auto& { return c.budget.max_usd_per_day; }, 0, 1e9, false));
     d.push_back(number_key("reconcile.window_s", [](Config& c) -> auto& { return c.reconcile.window_s; }, 0, 30 * 86400, false));
+    d.push_back(bool_key("reconcile.absence_proof", [](Config& c) -> auto& { return c.reconcile.absence_proof; }));
+    d.push_back(number_key("reconcile.absence_slack_s", [](Config& c) -> auto& { return c.reconcile.absence_slack_s; }, 0, 86400, false));
     d.push_back(number_key("shutdown.grace_s", [](Config& c) -> auto& { return c.shutdown.grace_s; }, 0, 3600, false));
     return d;
   }();

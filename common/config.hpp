@@ -92,6 +92,11 @@ struct Config
   struct Reconcile
   {
     double window_s = 900;
+    // Proof of absence (docs/contract.md §3.2): once the request log holds a row created after
+    // an attempt's send time + provider.request_timeout_s + absence_slack_s, and none carries
+    // the attempt's client request id, the create never arrived and is re-sent at once.
+    bool absence_proof = true;
+    double absence_slack_s = 30;
   } reconcile;
   struct Shutdown
   {

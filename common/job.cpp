@@ -12,7 +12,27 @@ constexpr std::array<std::string_view, 7> k_state_names = {
   "queued", "submitting", "generating", "downloading", "completed", "failed", "canceled"};
 constexpr std::array<std::string_view, 7> k_error_names = {
   "invalid_request", "provider_failed", "timeout", "ambiguous_create", "download_failed", "retries_exhausted", "internal"};
+constexpr std::array<std::string_view, 12> k_outcome_names = {
+  "pending", "accepted", "rejected", "not_sent", "transient", "account", "ambiguous", "reconciled_succeeded",
+  "reconciled_accepted", "reconciled_failed", "reconciled_absent", "unresolved"};
 } // namespace
+
+std::string_view to_string(AttemptOutcome outcome) { return k_outcome_names[static_cast<int>(outcome)]; }
+
+std::optional<AttemptOutcome> parse_attempt_outcome(std::string_view text)
+{
+  for (std::size_t i = 0; i < k_outcome_names.size(); ++i) {
+    if (k_outcome_names[i] == text) {
+      return static_cast<AttemptOutcome>(i);
+    }
+  }
+  return std::nullopt;
+}
+
+bool is_unsettled(AttemptOutcome outcome)
+{
+  return outcome == AttemptOutcome::pending || outcome == AttemptOutcome::ambiguous;
+}
 
 std::string_view to_string(JobState state) { return k_state_names[static_cast<int>(state)]; }
 
@@ -49,9 +69,12 @@ bool is_legal_transition(JobState from, JobState to)
   case S::completed:
     return false;
   case S::failed:
-  case S::canceled:
     // retry: create again, or resume polling a generation we already hold.
     return to == S::queued || to == S::generating;
+  case S::canceled:
+    // retry as for failed; or, while the create of the job's last attempt is still being
+    // settled through the request log, back to `submitting` to wait for that settlement.
+    return to == S::queued || to == S::generating || to == S::submitting;
   }
   return false;
 }

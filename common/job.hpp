@@ -33,6 +33,28 @@ enum class ErrorCode {
 std::string_view to_string(ErrorCode code);
 std::optional<ErrorCode> parse_error_code(std::string_view text);
 
+// What became of one create attempt (create_attempts.outcome). `pending` and `ambiguous`
+// are unsettled: the provider may have accepted (and billed) the create; every other value
+// is a settlement, written at most once per attempt (JobStore::settle_attempt).
+enum class AttemptOutcome {
+  pending,              // recorded before the request's first byte; the answer is not known yet
+  accepted,             // 2xx with a generation id
+  rejected,             // 4xx: the request itself was refused
+  not_sent,             // provably never reached the provider (or put back before sending)
+  transient,            // 429/502/503: provably not accepted, sent again later
+  account,              // 401/402/403: the account, not the job; put back
+  ambiguous,            // may have been accepted: being settled through the request log
+  reconciled_succeeded, // the log shows it succeeded: the generation is adopted
+  reconciled_accepted,  // the log names a generation that failed later: adopted, polled
+  reconciled_failed,    // the log shows it failed without a generation: nothing billed
+  reconciled_absent,    // the log caught up past it without a row: it never arrived
+  unresolved,           // still unknown when reconcile.window_s ran out (on_ambiguous_create)
+};
+std::string_view to_string(AttemptOutcome outcome);
+std::optional<AttemptOutcome> parse_attempt_outcome(std::string_view text);
+// pending or ambiguous: the attempt may still turn out to have been billed.
+bool is_unsettled(AttemptOutcome outcome);
+
 // A new identifier: 26 characters of Crockford base32 (ULID layout: 48-bit
 // millisecond time, then 80 random bits), so text order is creation order.
 // Strictly increasing within this process even inside one millisecond.

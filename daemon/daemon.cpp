@@ -1,4 +1,5 @@
 #include "daemon/daemon.hpp"
+#include "daemon/event_loop.hpp"
 
 #include "common/catalog.hpp"
 #include "common/log.hpp"
@@ -14,7 +15,6 @@
 #include "daemon/store/migrate.hpp"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -105,7 +105,7 @@ int run_daemon(common::Config config, std::string config_path)
     return 1;
   }
 
-  asio::io_context io(1);
+  EventLoop io(1);
   store::JobStore job_store(*db);
   store::GroupCommitter committer(io.get_executor(), job_store);
   Notifier events(io.get_executor());
@@ -233,6 +233,9 @@ int run_daemon(common::Config config, std::string config_path)
       log::error("loop.exception", {{"error", e.what()}});
     }
   }
+  // Coroutine frames still suspended (loops asleep, a create past the grace) are destroyed
+  // now, while the engine, server and store they point into still exist.
+  io.destroy_pending();
   log::info("klingd.stopped");
   return 0;
 }

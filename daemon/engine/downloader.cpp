@@ -351,7 +351,7 @@ Result<Ok> fsync_path_fd(int fd, const char* what)
 
 asio::awaitable<DownloadOutcome> Downloader::Impl::fetch(DownloadTask task)
 {
-  const fs::path part = fs::path(task.final_path).concat(".part");
+  const fs::path part = task.part_path.empty() ? fs::path(task.final_path).concat(".part") : task.part_path;
   // A transient or url_expired end keeps the .part for a Range resume, unless it is empty.
   auto transient = [&part](std::string message) {
     std::error_code size_ec;

@@ -24,6 +24,9 @@ struct DownloadTask
   std::string url;
   // Parent directories are created as needed; an existing file there is replaced.
   std::filesystem::path final_path;
+  // Where the partial download lives; empty: `<final_path>.part`. The engine names one per
+  // generation, so a part of one generation is never resumed into another's file.
+  std::filesystem::path part_path;
   // The status's video.file_size; a different length (announced or received) is fatal.
   std::optional<std::uint64_t> expected_size;
   std::uint64_t max_bytes = 0;

@@ -1,6 +1,6 @@
-// Engine: drives jobs through create → poll → download (SPEC §3): the
-// dispatcher (limits, priority, pause), one poll timer per generating job,
-// downloads, retries and backoff, resume at start, drain at shutdown.
+// Engine: drives jobs through create → poll → download (docs/contract.md §3). A thin façade
+// over its parts (ARCHITECTURE.md "Life of a job"): Dispatcher, ActorSet with CreateStep,
+// Poller and DownloadStep, Reconciler, CostCollector, Recovery, sharing one Core.
 // The socket API talks to it only through this interface.
 #pragma once
 
@@ -29,6 +29,9 @@ class GroupCommitter;
 
 namespace klingd::engine {
 
+class ProviderPort;
+class FetchPort;
+
 struct EngineStatus
 {
   int submitting = 0;    // create calls in flight
@@ -49,6 +52,10 @@ class Engine
 public:
   Engine(boost::asio::any_io_executor ex, const common::Config& config, const common::Catalog& catalog,
          store::JobStore& store, store::GroupCommitter& committer, Metrics& metrics);
+  // With other ports than the real provider and downloader (the engine's unit tests).
+  Engine(boost::asio::any_io_executor ex, const common::Config& config, const common::Catalog& catalog,
+         store::JobStore& store, store::GroupCommitter& committer, Metrics& metrics, ProviderPort& provider,
+         FetchPort& fetcher);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -62,7 +69,9 @@ public:
   // Cancels a non-terminal job. Errors: "not_found", "conflict" (already terminal).
   boost::asio::awaitable<Result<store::Job>> cancel(std::string id);
   // Re-queues a failed or canceled job; resumes polling instead when it holds a
-  // generation the provider never reported failed. Errors: "not_found", "conflict".
+  // generation the provider never reported failed; and while the create of its last attempt
+  // is still unsettled (it may have been billed), returns it to `submitting` to wait for that
+  // settlement instead of sending another. Errors: "not_found", "conflict".
   boost::asio::awaitable<Result<store::Job>> retry(std::string id);
 
   // Stops / restarts dispatch of new create calls. Polls and downloads go on.

@@ -459,6 +459,37 @@ void JobStore::finish_attempt(const Attempt& a)
   st.run();
 }
 
+bool JobStore::settle_attempt(const Attempt& a)
+{
+  auto& st = m_db.prepare(
+    "UPDATE create_attempts SET outcome = ?, http_status = ?, generation_id = ?, inference_id = ?, credits = ?, "
+    "usd = ?, finished_at = ? WHERE job_id = ? AND attempt = ? AND outcome IN ('pending','ambiguous') "
+    "AND attempt = (SELECT attempts FROM jobs WHERE id = create_attempts.job_id)");
+  st.bind(1, a.outcome);
+  if (a.http_status) {
+    st.bind(2, static_cast<std::int64_t>(*a.http_status));
+  } else {
+    st.bind_null(2);
+  }
+  st.bind(3, a.generation_id).bind(4, a.inference_id).bind(5, a.credits).bind(6, a.usd);
+  st.bind(7, format_rfc3339(now_utc())).bind(8, a.job_id).bind(9, static_cast<std::int64_t>(a.attempt));
+  st.run();
+  return m_db.changes() > 0;
+}
+
+std::vector<Job> JobStore::canceled_with_unsettled_attempt()
+{
+  auto& st = m_db.prepare(fmt::format(
+    "SELECT {} FROM jobs WHERE state = 'canceled' AND EXISTS (SELECT 1 FROM create_attempts a WHERE a.job_id = jobs.id "
+    "AND a.attempt = jobs.attempts AND a.outcome IN ('pending','ambiguous')) ORDER BY id",
+    k_job_columns));
+  std::vector<Job> out;
+  while (st.step()) {
+    out.push_back(read_job(st));
+  }
+  return out;
+}
+
 namespace {
 Attempt read_attempt(Statement& st)
 {
@@ -488,6 +519,18 @@ std::vector<Attempt> JobStore::attempts(std::string_view job_id)
   std::vector<Attempt> out;
   while (st.step()) {
     out.push_back(read_attempt(st));
+  }
+  return out;
+}
+
+std::optional<Attempt> JobStore::last_attempt(std::string_view job_id)
+{
+  auto& st = m_db.prepare(
+    fmt::format("SELECT {} FROM create_attempts WHERE job_id = ? ORDER BY attempt DESC LIMIT 1", k_attempt_columns));
+  st.bind(1, job_id);
+  std::optional<Attempt> out;
+  while (st.step()) { // to the end, so the statement is done (no read transaction held)
+    out = read_attempt(st);
   }
   return out;
 }

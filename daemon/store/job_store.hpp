@@ -206,6 +206,15 @@ public:
   void finish_attempt(const Attempt& attempt);
   std::vector<Attempt> attempts(std::string_view job_id);
   std::vector<Attempt> attempts_with_outcome(std::string_view outcome);
+  // Settles attempt `a.attempt` of `a.job_id` with `a`'s outcome and figures, fenced: only
+  // while it is the job's current attempt and still unsettled (pending or ambiguous). False,
+  // and nothing written, when another settlement (or a newer attempt) came first.
+  bool settle_attempt(const Attempt& a);
+  // The job's current (highest-numbered) attempt, if it has any.
+  std::optional<Attempt> last_attempt(std::string_view job_id);
+  // Canceled jobs whose current attempt is still unsettled: the create may have been billed
+  // and must be settled (at start) before a retry may send another.
+  std::vector<Job> canceled_with_unsettled_attempt();
 
   // Known spend (jobs with a recorded cost), summed by day accepted, model, batch and label.
   CostSummary cost_summary();

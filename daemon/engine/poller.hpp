@@ -1,0 +1,40 @@
+// Poller: status polls of one generating job (docs/contract.md §3.3) — its own timer (first
+// poll after poll.initial_s, growing to poll.max_s, slow mode), polls are not attempts, a 404
+// counts as lost only after several in a row spread over minutes, and the job fails
+// `timeout` only after one last look at or after its deadline.
+#pragma once
+
+#include "daemon/engine/actor.hpp"
+
+namespace klingd::engine {
+
+enum class PollEnd {
+  video_ready, // `downloading` now: download it
+  failed,      // the provider failed it, lost it, or the deadline passed after a last look
+};              // (a cancel or the engine stopping ends the actor with operation_aborted)
+
+class Poller
+{
+public:
+  explicit Poller(Core& core) : m_core(core) {}
+
+  boost::asio::awaitable<PollEnd> run(const store::Job& job, Actor& a);
+
+  // Commits `fn` together with the polls this job counted since the last write.
+  boost::asio::awaitable<void> commit_with_polls(Actor& a, std::function<void(store::JobStore&)> fn);
+  // One status poll for a URL refresh during a download (counted like any poll).
+  boost::asio::awaitable<provider::PollResult> poll_for_url(const store::Job& job, Actor& a);
+
+private:
+  // What one poll leaves for the next: run()'s waiting loop keeps only this between polls, so
+  // 10,000 generating jobs hold 10,000 small coroutine frames; poll_once's large frame (the
+  // answer, the updates it commits) exists only while a poll is out.
+  struct State;
+  boost::asio::awaitable<void> poll_once(const store::Job& job, Actor& a, Clock::time_point due, State& ps);
+  boost::asio::awaitable<void> fail(const store::Job& job, Actor& a, common::ErrorCode code, std::string message,
+                                    std::optional<int> http = std::nullopt);
+
+  Core& m_core;
+};
+
+} // namespace klingd::engine
