@@ -134,6 +134,13 @@ Reply App::handle_create(const Request& request, bool legacy, const ApiCall& cal
   }
 
   const FaultType fault = m_state.faults.decide(EndpointKind::create, m_config);
+  if (fault == FaultType::lost) {
+    // Lost on its way to the API (an edge proxy dropped it): nothing recorded, no log row.
+    Reply reply;
+    reply.reset = true;
+    reply.delay_s = m_config.slow_delay_s;
+    return reply;
+  }
   const bool after_create = fault == FaultType::reset_after_create
                             || fault == FaultType::error_500_after_create
                             || fault == FaultType::error_504_after_create;
@@ -280,6 +287,14 @@ Reply App::handle_poll(const Request& request, const ApiCall& call)
   json::object status = status_object(g, call, true, terminal);
   if (fault == FaultType::malformed_json) {
     return malformed_reply(status, call);
+  }
+  if (fault == FaultType::failed_status) {
+    // The provider reports the generation failed, whatever it said before (e.g. a video
+    // withdrawn after it completed).
+    status["status"] = g.failure_status;
+    status["video"] = nullptr;
+    status.erase("duration");
+    status["error"] = json::object{{"name", "GenerationError"}, {"message", "The generation failed on the provider side"}};
   }
   if (fault == FaultType::garbage_status) {
     status["status"] = "gen_state_7"; // not a documented status: clients must keep polling

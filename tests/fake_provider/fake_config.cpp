@@ -38,6 +38,8 @@ constexpr FaultName k_fault_names[] = {
   {FaultType::not_found, "not_found"},
   {FaultType::truncated, "truncated"},
   {FaultType::expired_url, "expired_url"},
+  {FaultType::lost, "lost"},
+  {FaultType::failed_status, "failed_status"},
 };
 
 std::optional<double> as_number(const json::value& v)
@@ -301,9 +303,11 @@ bool fault_allowed(EndpointKind kind, FaultType type)
   case FaultType::error_500_after_create:
   case FaultType::error_504_after_create:
   case FaultType::reset_after_create:
+  case FaultType::lost:
     return kind == EndpointKind::create;
   case FaultType::garbage_status:
   case FaultType::not_found:
+  case FaultType::failed_status:
     return kind == EndpointKind::poll;
   case FaultType::truncated:
   case FaultType::expired_url:

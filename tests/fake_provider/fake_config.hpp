@@ -36,6 +36,8 @@ enum class FaultType {
   not_found,                 // poll: a spurious 404 for an id that exists
   truncated,                 // download: connection closed half-way through the body
   expired_url,               // download: answered as if the signed URL had expired
+  lost,                      // create: never reaches the API: RST after slow_delay_s, no record, no log row
+  failed_status,             // poll: answered as a failed generation, whatever its phase
 };
 
 std::string_view to_string(EndpointKind kind);
