@@ -187,7 +187,9 @@ def test_creates_that_never_reached_the_provider_are_resent_on_absence_proof():
     provably never arrived: both are re-sent long before reconcile.window_s (300 s) and complete
     with one billed create each, never failing ambiguous_create. (Before the fix both waited in
     `reconciling` for the whole window.)"""
-    cfg = dict(LONG_WINDOW, provider={"request_timeout_s": 2})
+    # Proof once the log shows a row created after send + 2 s (request timeout) + 2 s (slack).
+    cfg = dict(LONG_WINDOW, provider={"request_timeout_s": 2},
+               reconcile=dict(LONG_WINDOW["reconcile"], absence_slack_s=2))
     with Klingd(config_overrides=cfg, fake_args=FAST_FAKE + ("--slow-delay-s", "30")) as d:
         d.fake.config({"script": [{"kind": "create", "fault": "lost", "count": 1}]})
         a = d.submit(specs(1, "lost-a"))["jobs"][0]["id"]
