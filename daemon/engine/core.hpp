@@ -24,6 +24,7 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace klingd {
 class Metrics;
@@ -143,6 +144,23 @@ public:
 private:
   std::unordered_map<std::string, Owner> m_owners;
 };
+
+// The ids in `entries` (id → something with a `next_check`) whose next_check has come; `next`
+// becomes the earliest other next_check, at most 5 s away.
+template <typename Map>
+std::vector<std::string> due_now(const Map& entries, Clock::time_point now, Clock::time_point& next)
+{
+  std::vector<std::string> due;
+  next = now + std::chrono::seconds(5);
+  for (const auto& [id, entry] : entries) {
+    if (entry.next_check <= now) {
+      due.push_back(id);
+    } else {
+      next = std::min(next, entry.next_check);
+    }
+  }
+  return due;
+}
 
 store::JobError make_job_error(common::ErrorCode code, std::string message, std::optional<int> http = std::nullopt);
 std::string now_text();

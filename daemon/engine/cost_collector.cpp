@@ -35,15 +35,8 @@ void CostCollector::add(const store::Job& job)
 asio::awaitable<void> CostCollector::step()
 {
   const auto now = Clock::now();
-  auto next = now + std::chrono::seconds(5);
-  std::vector<std::string> due;
-  for (const auto& [id, c] : m_lookups) {
-    if (c.next_check <= now) {
-      due.push_back(id);
-    } else {
-      next = std::min(next, c.next_check);
-    }
-  }
+  Clock::time_point next;
+  std::vector<std::string> due = due_now(m_lookups, now, next);
   if (due.empty()) {
     co_await m_core.reconcile_wake.wait(next - now);
     co_return;

@@ -120,15 +120,8 @@ asio::awaitable<void> Reconciler::settle_canceled(const Job& job)
 asio::awaitable<void> Reconciler::step()
 {
   const auto now = Clock::now();
-  auto next = now + std::chrono::seconds(5);
-  std::vector<std::string> due;
-  for (const auto& [id, p] : m_pending) {
-    if (p.next_check <= now) {
-      due.push_back(id);
-    } else {
-      next = std::min(next, p.next_check);
-    }
-  }
+  Clock::time_point next;
+  std::vector<std::string> due = due_now(m_pending, now, next);
   if (due.empty()) {
     co_await m_core.reconcile_wake.wait(next - now);
     co_return;

@@ -443,11 +443,10 @@ int JobStore::begin_attempt(std::string_view job_id, std::string_view client_req
   return n;
 }
 
-void JobStore::finish_attempt(const Attempt& a)
+namespace {
+// The SET columns of an attempt's outcome, then job_id and attempt for the WHERE clause.
+void bind_outcome(Statement& st, const Attempt& a)
 {
-  auto& st = m_db.prepare(
-    "UPDATE create_attempts SET outcome = ?, http_status = ?, generation_id = ?, inference_id = ?, credits = ?, "
-    "usd = ?, finished_at = ? WHERE job_id = ? AND attempt = ?");
   st.bind(1, a.outcome);
   if (a.http_status) {
     st.bind(2, static_cast<std::int64_t>(*a.http_status));
@@ -456,23 +455,25 @@ void JobStore::finish_attempt(const Attempt& a)
   }
   st.bind(3, a.generation_id).bind(4, a.inference_id).bind(5, a.credits).bind(6, a.usd);
   st.bind(7, format_rfc3339(now_utc())).bind(8, a.job_id).bind(9, static_cast<std::int64_t>(a.attempt));
+}
+constexpr const char* k_set_outcome =
+  "UPDATE create_attempts SET outcome = ?, http_status = ?, generation_id = ?, inference_id = ?, credits = ?, "
+  "usd = ?, finished_at = ? WHERE job_id = ? AND attempt = ?";
+} // namespace
+
+void JobStore::finish_attempt(const Attempt& a)
+{
+  auto& st = m_db.prepare(k_set_outcome);
+  bind_outcome(st, a);
   st.run();
 }
 
 bool JobStore::settle_attempt(const Attempt& a)
 {
-  auto& st = m_db.prepare(
-    "UPDATE create_attempts SET outcome = ?, http_status = ?, generation_id = ?, inference_id = ?, credits = ?, "
-    "usd = ?, finished_at = ? WHERE job_id = ? AND attempt = ? AND outcome IN ('pending','ambiguous') "
-    "AND attempt = (SELECT attempts FROM jobs WHERE id = create_attempts.job_id)");
-  st.bind(1, a.outcome);
-  if (a.http_status) {
-    st.bind(2, static_cast<std::int64_t>(*a.http_status));
-  } else {
-    st.bind_null(2);
-  }
-  st.bind(3, a.generation_id).bind(4, a.inference_id).bind(5, a.credits).bind(6, a.usd);
-  st.bind(7, format_rfc3339(now_utc())).bind(8, a.job_id).bind(9, static_cast<std::int64_t>(a.attempt));
+  auto& st = m_db.prepare(fmt::format("{} AND outcome IN ('pending','ambiguous') "
+                                      "AND attempt = (SELECT attempts FROM jobs WHERE id = create_attempts.job_id)",
+                                      k_set_outcome));
+  bind_outcome(st, a);
   st.run();
   return m_db.changes() > 0;
 }

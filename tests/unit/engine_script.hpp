@@ -251,6 +251,20 @@ struct EngineFixture
     return std::move(*out);
   }
 
+  // Commits `fn` through the group committer and waits for it (a previous run's writes).
+  void write(std::function<void(store::JobStore&)> fn)
+  {
+    bool done = false;
+    boost::asio::co_spawn(
+      io,
+      [&]() -> boost::asio::awaitable<void> {
+        co_await committer.run(fn);
+        done = true;
+      },
+      boost::asio::detached);
+    REQUIRE(run_until([&] { return done; }));
+  }
+
   std::string submit(double timeout_s = 86400)
   {
     store::NewJob j;
@@ -258,19 +272,11 @@ struct EngineFixture
     j.request = R"({"model":"klingai/video-v3-pro-text-to-video","prompt":"a lake","duration":5})";
     j.timeout_s = timeout_s;
     std::string id;
-    bool done = false;
-    boost::asio::co_spawn(
-      io,
-      [&]() -> boost::asio::awaitable<void> {
-        co_await committer.run([&](store::JobStore& s) {
-          auto r = s.insert_batch({j});
-          REQUIRE(r.ok());
-          id = r->jobs.at(0).id;
-        });
-        done = true;
-      },
-      boost::asio::detached);
-    REQUIRE(run_until([&] { return done; }));
+    write([&](store::JobStore& s) {
+      auto r = s.insert_batch({j});
+      REQUIRE(r.ok());
+      id = r->jobs.at(0).id;
+    });
     if (engine) {
       engine->wake_dispatcher();
     }

@@ -77,19 +77,11 @@ TEST_CASE("engine: a canceled job whose create was never settled is settled at s
   EngineFixture f;
   // A previous run: the job was canceled while its create (attempt 1) was out, then klingd died.
   id = f.submit();
-  bool done = false;
-  boost::asio::co_spawn(
-    f.io,
-    [&]() -> boost::asio::awaitable<void> {
-      co_await f.committer.run([&](store::JobStore& s) {
-        REQUIRE(s.transition(id, JobState::queued, JobState::submitting));
-        REQUIRE(s.begin_attempt(id, id + ".1") == 1);
-        REQUIRE(s.transition(id, JobState::submitting, JobState::canceled));
-      });
-      done = true;
-    },
-    boost::asio::detached);
-  REQUIRE(f.run_until([&] { return done; }));
+  f.write([&](store::JobStore& s) {
+    REQUIRE(s.transition(id, JobState::queued, JobState::submitting));
+    REQUIRE(s.begin_attempt(id, id + ".1") == 1);
+    REQUIRE(s.transition(id, JobState::submitting, JobState::canceled));
+  });
   f.provider.add_log("succeeded", id + ".1", "gen-before-crash", now_utc());
   f.start();
   REQUIRE(f.run_until([&] { return f.job(id).generation_id.has_value(); }));
@@ -106,32 +98,24 @@ TEST_CASE("store: a settlement is fenced by the attempt it is about")
   EngineFixture f;
   const auto id = f.submit();
   std::vector<bool> settled;
-  bool done = false;
-  boost::asio::co_spawn(
-    f.io,
-    [&]() -> boost::asio::awaitable<void> {
-      co_await f.committer.run([&](store::JobStore& s) {
-        s.transition(id, JobState::queued, JobState::submitting);
-        s.begin_attempt(id, id + ".1");
-        store::Attempt a;
-        a.job_id = id;
-        a.attempt = 1;
-        a.outcome = "ambiguous";
-        settled.push_back(s.settle_attempt(a)); // pending → ambiguous: still unsettled
-        a.outcome = "reconciled_failed";
-        settled.push_back(s.settle_attempt(a)); // settled
-        a.outcome = "reconciled_succeeded";
-        settled.push_back(s.settle_attempt(a)); // a second settlement of the same attempt
-        s.begin_attempt(id, id + ".2");
-        store::Attempt stale = a;
-        stale.attempt = 1;
-        stale.outcome = "unresolved";
-        settled.push_back(s.settle_attempt(stale)); // attempt 1 is no longer the current one
-      });
-      done = true;
-    },
-    boost::asio::detached);
-  REQUIRE(f.run_until([&] { return done; }));
+  f.write([&](store::JobStore& s) {
+    s.transition(id, JobState::queued, JobState::submitting);
+    s.begin_attempt(id, id + ".1");
+    store::Attempt a;
+    a.job_id = id;
+    a.attempt = 1;
+    a.outcome = "ambiguous";
+    settled.push_back(s.settle_attempt(a)); // pending → ambiguous: still unsettled
+    a.outcome = "reconciled_failed";
+    settled.push_back(s.settle_attempt(a)); // settled
+    a.outcome = "reconciled_succeeded";
+    settled.push_back(s.settle_attempt(a)); // a second settlement of the same attempt
+    s.begin_attempt(id, id + ".2");
+    store::Attempt stale = a;
+    stale.attempt = 1;
+    stale.outcome = "unresolved";
+    settled.push_back(s.settle_attempt(stale)); // attempt 1 is no longer the current one
+  });
   CHECK(settled == std::vector<bool>{true, true, false, false});
   CHECK(f.store.attempts(id).at(0).outcome == "reconciled_failed");
   CHECK(f.store.last_attempt(id)->outcome == "pending");
@@ -211,27 +195,19 @@ TEST_CASE("engine: after downtime longer than timeout_s a generating job is poll
 {
   EngineFixture f;
   const auto id = f.submit(60);
-  bool done = false;
-  boost::asio::co_spawn(
-    f.io,
-    [&]() -> boost::asio::awaitable<void> {
-      co_await f.committer.run([&](store::JobStore& s) {
-        s.transition(id, JobState::queued, JobState::submitting);
-        s.begin_attempt(id, id + ".1");
-        store::Attempt a;
-        a.job_id = id;
-        a.attempt = 1;
-        a.outcome = "accepted";
-        s.settle_attempt(a);
-        store::JobUpdate u;
-        u.generation_id = "gen-old";
-        u.accepted_at = format_rfc3339(now_utc() - std::chrono::hours(2)); // down for two hours
-        s.transition(id, JobState::submitting, JobState::generating, u);
-      });
-      done = true;
-    },
-    boost::asio::detached);
-  REQUIRE(f.run_until([&] { return done; }));
+  f.write([&](store::JobStore& s) {
+    s.transition(id, JobState::queued, JobState::submitting);
+    s.begin_attempt(id, id + ".1");
+    store::Attempt a;
+    a.job_id = id;
+    a.attempt = 1;
+    a.outcome = "accepted";
+    s.settle_attempt(a);
+    store::JobUpdate u;
+    u.generation_id = "gen-old";
+    u.accepted_at = format_rfc3339(now_utc() - std::chrono::hours(2)); // down for two hours
+    s.transition(id, JobState::submitting, JobState::generating, u);
+  });
   f.start();
   REQUIRE(f.run_until([&] { return common::is_terminal(f.state(id)); }));
   CHECK(f.state(id) == JobState::completed);
