@@ -22,6 +22,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <optional>
 #include <sys/stat.h>
 
 namespace klingd {
@@ -112,7 +113,16 @@ int run_daemon(common::Config config, std::string config_path)
   Metrics metrics;
   committer.on_committed = [&](std::vector<store::Event>&&) { events.notify(); };
 
-  engine::Engine engine(io.get_executor(), config, *catalog, job_store, committer, metrics);
+  // The engine opens the provider's TLS context: a provider.ca_file that cannot be loaded is a
+  // start-up error, said as such.
+  std::optional<engine::Engine> engine_slot;
+  try {
+    engine_slot.emplace(io.get_executor(), config, *catalog, job_store, committer, metrics);
+  } catch (const std::exception& e) {
+    log::error("klingd.startup_failed", {{"error", e.what()}});
+    return 1;
+  }
+  engine::Engine& engine = *engine_slot;
   std::optional<dashboard::Access> dashboard_access;
   if (!config.dashboard.listen.empty()) {
     auto access = dashboard::open_access(config.store.state_dir, config.dashboard.listen);

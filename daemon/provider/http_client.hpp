@@ -105,7 +105,8 @@ public:
     std::uint64_t reused = 0;             // requests sent on a pooled connection
   };
 
-  // Throws if ca_file is set and cannot be loaded (a config error, caught in main).
+  // Throws if ca_file is set and cannot be loaded (a config error: klingd reports it as
+  // klingd.startup_failed and exits 1, daemon.cpp).
   // Destroy only when no request is in flight (close_all() and let them finish first).
   HttpClient(boost::asio::any_io_executor ex, Options options);
   ~HttpClient();

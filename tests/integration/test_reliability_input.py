@@ -323,5 +323,25 @@ def test_hostile_requests_table():
         assert not leaks, leaks
 
 
+def test_unreadable_ca_file_is_a_clear_startup_error():
+    """A provider.ca_file that is not a PEM bundle stops klingd at start with exit 1 and a
+    startup_failed line naming the file (it used to end in std::terminate: an abort, exit 134)."""
+    d = Klingd(start=False, tls=True)
+    try:
+        bad = os.path.join(d.workdir, "not-a-ca.pem")
+        with open(bad, "w") as f:
+            f.write("this is not a certificate\n")
+        try:
+            d.start({"provider": {"ca_file": bad}}, timeout=10)
+            raise AssertionError("klingd started with an unreadable CA file")
+        except RuntimeError as e:
+            text = str(e)
+        assert "exited with 1 at start" in text, text
+        assert "klingd.startup_failed" in text and "cannot load CA file" in text and bad in text, text
+        assert "terminate" not in text, text
+    finally:
+        d.fake.stop()
+
+
 if __name__ == "__main__":
     sys.exit(klingtest.run_tests(dict(globals())))
