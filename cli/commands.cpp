@@ -324,9 +324,12 @@ int cmd_resume(Session& s)
   return k_exit_ok;
 }
 
-int cmd_models(Session& s)
+int cmd_models(Session& s, const ModelsOptions& options)
 {
   auto res = s.call_ok("GET", "/v1/models");
+  if (options.check || !options.pricing_file.empty()) {
+    return check_models(s, res, options);
+  }
   if (s.json()) {
     std::cout << json::serialize(res) << '\n';
     return k_exit_ok;
@@ -340,11 +343,21 @@ int cmd_models(Session& s)
     }
     return out.empty() ? std::string("-") : out;
   };
-  std::cout << fmt::format("{:<48}  {:<22}  {:<9}  {:<14}  {}\n", "MODEL", "KIND", "FAMILY", "DURATIONS", "ASPECT RATIOS");
+  auto price = [](const json::object& o) {
+    const json::value* p = o.if_contains("price_usd");
+    if (!p || !p->is_number()) {
+      return std::string("-");
+    }
+    const json::value* unit = o.if_contains("price_unit");
+    const bool per_video = unit && unit->is_string() && unit->get_string() == "per_video";
+    return fmt::format("{:.3f}{}", p->to_number<double>(), per_video ? "/video" : "");
+  };
+  std::cout << fmt::format("{:<48}  {:<22}  {:<9}  {:<14}  {:<7}  {}\n", "MODEL", "KIND", "FAMILY", "DURATIONS", "USD/S",
+                           "ASPECT RATIOS");
   for (const auto& m : res.as_object().at("models").as_array()) {
     const auto& o = m.as_object();
-    std::cout << fmt::format("{:<48}  {:<22}  {:<9}  {:<14}  {}\n", field(o, "id"), field(o, "kind"),
-                             field(o, "family"), join(o.at("durations")), join(o.at("aspect_ratios")));
+    std::cout << fmt::format("{:<48}  {:<22}  {:<9}  {:<14}  {:<7}  {}\n", field(o, "id"), field(o, "kind"),
+                             field(o, "family"), join(o.at("durations")), price(o), join(o.at("aspect_ratios")));
   }
   return k_exit_ok;
 }

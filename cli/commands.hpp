@@ -102,7 +102,15 @@ int cmd_watch(Session& s, std::optional<long long> since);
 int cmd_status(Session& s);
 int cmd_pause(Session& s, const std::string& reason);
 int cmd_resume(Session& s);
-int cmd_models(Session& s);
+struct ModelsOptions
+{
+  bool check = false;       // compare with the provider's GET /v1/models?include=pricing
+  std::string pricing_file; // compare with this saved answer instead (no network, no key)
+};
+int cmd_models(Session& s, const ModelsOptions& options = {});
+// models --check: the drift between klingd's catalog (`catalog`, its GET /v1/models answer)
+// and the provider's price list; exit 1 when there is any (models_check.cpp).
+int check_models(Session& s, const boost::json::value& catalog, const ModelsOptions& options);
 // Prints the dashboard's URL (with its token); 1 when dashboard.listen is not set.
 int cmd_dashboard(Session& s);
 // klingctl cost: spend by day, model, batch and label.

@@ -75,6 +75,11 @@ int main(int argc, char** argv)
   pause->add_option("--reason", reason, "shown in status");
   auto* resume = app.add_subcommand("resume", "dispatch again");
   auto* models = app.add_subcommand("models", "the models klingd accepts");
+  ModelsOptions mo;
+  models->add_flag("--check", mo.check,
+                   "compare the catalog with the provider's price list (GET /v1/models?include=pricing; needs a key: "
+                   "AIMLAPI_KEY or $CREDENTIALS_DIRECTORY/aimlapi_key; AIMLAPI_BASE_URL overrides the address)");
+  models->add_option("--pricing-file", mo.pricing_file, "with --check: compare with this saved answer instead of asking the provider");
   auto* cost = app.add_subcommand("cost", "what the videos cost, by day, model, batch and label");
   auto* dashboard = app.add_subcommand("dashboard", "print the web dashboard's address (with its access token)");
 
@@ -121,7 +126,7 @@ int main(int argc, char** argv)
       return cmd_resume(s);
     }
     if (*models) {
-      return cmd_models(s);
+      return cmd_models(s, mo);
     }
     if (*cost) {
       return cmd_cost(s);

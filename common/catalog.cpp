@@ -313,7 +313,8 @@ std::vector<Rule> Loader::rules(const json::value& v, const std::string& path, c
     const std::string rpath = index(path, i);
     const json::object* o = object_at(v.get_array()[i], rpath);
     if (!o) continue;
-    check_keys(*o, rpath, {"exactly_one_of", "at_least_one_of", "at_most_one_of", "array_when", "if", "in"});
+    check_keys(*o, rpath, {"exactly_one_of", "at_least_one_of", "at_most_one_of", "array_when", "if", "in",
+                           "requires", "field", "equal"});
     Rule r;
     int kinds = 0;
     for (auto [key, kind] : {std::pair{"exactly_one_of", Rule::Kind::exactly_one_of},
@@ -340,15 +341,30 @@ std::vector<Rule> Loader::rules(const json::value& v, const std::string& path, c
         fail(child(rpath, "if"), fmt::format("names no parameter of this model (\"{}\")", r.when_field));
       }
     }
+    if (const json::value* f = o->if_contains("requires")) {
+      ++kinds;
+      r.kind = Rule::Kind::requires_value;
+      if (f->is_string()) r.fields.emplace_back(f->get_string());
+      else fail(child(rpath, "requires"), "must be a field name");
+      r.when_field = string_at(*o, rpath, "field", true).value_or("");
+      if (const json::value* eq = o->if_contains("equal")) {
+        r.equal = *eq;
+      } else {
+        fail(child(rpath, "equal"), "required with requires");
+      }
+      if (!r.when_field.empty() && !m.param(r.when_field)) {
+        fail(child(rpath, "field"), fmt::format("names no parameter of this model (\"{}\")", r.when_field));
+      }
+    }
     if (kinds != 1) {
-      fail(rpath, "must hold exactly one of exactly_one_of, at_least_one_of, at_most_one_of, array_when");
+      fail(rpath, "must hold exactly one of exactly_one_of, at_least_one_of, at_most_one_of, array_when, requires");
       continue;
     }
     for (const auto& f : r.fields) {
       const ParamSpec* p = m.param(f);
       if (!p) {
         fail(rpath, fmt::format("names no parameter of this model (\"{}\")", f));
-      } else if (p->required && r.kind != Rule::Kind::array_when) {
+      } else if (p->required && r.kind != Rule::Kind::array_when && r.kind != Rule::Kind::requires_value) {
         fail(rpath, fmt::format("\"{}\" is required, so the rule can never hold as written", f));
       }
     }
@@ -652,15 +668,191 @@ Family Catalog::family_for(std::string_view model_id) const
   return m ? m->family : Family::universal;
 }
 
+bool Catalog::takes_provider(std::string_view model_id) const
+{
+  const ModelInfo* m = find(model_id);
+  return m && m->param("provider");
+}
+
+bool Catalog::apply_route(json::object& request, std::string_view route) const
+{
+  if (route.empty() || request.contains("provider")) return false;
+  const json::value* id = request.if_contains("model");
+  if (!id || !id->is_string() || !takes_provider(id->get_string())) return false;
+  request["provider"] = route;
+  return true;
+}
+
+std::optional<std::string> requested_route(const json::object& request)
+{
+  const json::value* p = request.if_contains("provider");
+  if (!p || !p->is_string()) return std::nullopt;
+  return std::string(p->get_string());
+}
+
+std::string_view to_string(CatalogDrift::Kind kind)
+{
+  switch (kind) {
+  case CatalogDrift::Kind::missing: return "missing";
+  case CatalogDrift::Kind::renamed: return "renamed";
+  case CatalogDrift::Kind::price: return "price";
+  case CatalogDrift::Kind::unpriced: return "unpriced";
+  case CatalogDrift::Kind::not_in_catalog: return "not_in_catalog";
+  }
+  return "?";
+}
+
+namespace {
+
+std::optional<double> finite_number(const json::value* v)
+{
+  if (!v || !v->is_number()) return std::nullopt;
+  const double d = v->to_number<double>();
+  return std::isfinite(d) ? std::optional<double>(d) : std::nullopt;
+}
+
+// USD per second from one {price, per, unit|name|measure} rate; nullopt unless it is per second.
+std::optional<double> per_second(const json::value& rate)
+{
+  if (!rate.is_object()) return std::nullopt;
+  const auto& o = rate.get_object();
+  bool seconds = false;
+  for (const char* key : {"unit", "name", "measure"}) {
+    if (const json::value* u = o.if_contains(key); u && u->is_string()) {
+      std::string_view t = u->get_string();
+      seconds = seconds || t == "second" || t == "seconds" || t == "s" || t == "sec";
+    }
+  }
+  auto price = finite_number(o.if_contains("price"));
+  auto per = finite_number(o.if_contains("per"));
+  if (!seconds || !price || *price < 0) return std::nullopt;
+  const double divisor = per && *per > 0 ? *per : 1.0;
+  return *price / divisor;
+}
+
+// [lowest, highest] USD per second the pricing block quotes; nullopt when it quotes none.
+std::optional<std::pair<double, double>> quoted_range(const json::value* pricing)
+{
+  if (!pricing || !pricing->is_object()) return std::nullopt;
+  const auto& o = pricing->get_object();
+  std::optional<std::pair<double, double>> range;
+  auto add = [&](const json::value& rate) {
+    if (auto p = per_second(rate)) {
+      range = range ? std::pair{std::min(range->first, *p), std::max(range->second, *p)} : std::pair{*p, *p};
+    }
+  };
+  for (const char* key : {"units", "variants"}) {
+    if (const json::value* list = o.if_contains(key); list && list->is_array()) {
+      for (const auto& rate : list->get_array()) add(rate);
+    }
+  }
+  return range;
+}
+
+std::string usd(double x)
+{
+  return fmt::format("${:.4g}/s", x);
+}
+
+bool is_kling_id(std::string_view id)
+{
+  return id.starts_with("klingai/") || id.starts_with("kling-video/");
+}
+
+} // namespace
+
+Result<std::vector<CatalogDrift>> catalog_drift(const Catalog& catalog, std::string_view models_body)
+{
+  std::vector<PricedModel> models;
+  for (const auto& m : catalog.models()) {
+    models.push_back({m.id, m.price_unit == PriceUnit::per_second ? m.price_usd : std::nullopt});
+  }
+  return catalog_drift(models, models_body);
+}
+
+Result<std::vector<CatalogDrift>> catalog_drift(const std::vector<PricedModel>& models, std::string_view models_body)
+{
+  boost::system::error_code ec;
+  json::value root = json::parse(models_body, ec);
+  const json::value* data = nullptr;
+  if (!ec && root.is_object()) data = root.get_object().if_contains("data");
+  if (ec || !data || !data->is_array()) {
+    return make_error("malformed", "the provider's model list is not {\"data\": [...]} JSON");
+  }
+  struct Listed
+  {
+    std::string id;
+    const json::value* pricing = nullptr;
+  };
+  std::map<std::string, Listed, std::less<>> by_id;
+  std::map<std::string, Listed, std::less<>> by_alias;
+  for (const auto& item : data->get_array()) {
+    if (!item.is_object()) continue;
+    const auto& o = item.get_object();
+    const json::value* id = o.if_contains("id");
+    if (!id || !id->is_string()) continue;
+    Listed l{std::string(id->get_string()), o.if_contains("pricing")};
+    by_id.emplace(l.id, l);
+    if (const json::value* aliases = o.if_contains("aliases"); aliases && aliases->is_array()) {
+      for (const auto& a : aliases->get_array()) {
+        if (a.is_string()) by_alias.emplace(std::string(a.get_string()), l);
+      }
+    }
+  }
+  std::vector<CatalogDrift> out;
+  std::set<std::string, std::less<>> ours;
+  for (const auto& m : models) ours.insert(m.id);
+  for (const auto& m : models) {
+    const Listed* l = nullptr;
+    if (auto it = by_id.find(m.id); it != by_id.end()) {
+      l = &it->second;
+    } else if (auto al = by_alias.find(m.id); al != by_alias.end()) {
+      l = &al->second;
+      out.push_back({CatalogDrift::Kind::renamed, m.id, fmt::format("listed as an alias of {}", l->id)});
+    } else {
+      out.push_back({CatalogDrift::Kind::missing, m.id, "not listed by the provider (neither as id nor alias)"});
+      continue;
+    }
+    auto range = quoted_range(l->pricing);
+    if (!range) {
+      out.push_back({CatalogDrift::Kind::unpriced, m.id, "listed without a price per second"});
+      continue;
+    }
+    if (!m.usd_per_second) {
+      out.push_back({CatalogDrift::Kind::price, m.id, fmt::format("catalog has no price per second, provider {}", usd(range->first))});
+      continue;
+    }
+    const double mine = *m.usd_per_second;
+    constexpr double k_tolerance = 1e-6;
+    if (mine < range->first - k_tolerance || mine > range->second + k_tolerance) {
+      const std::string theirs = range->first == range->second ? usd(range->first)
+                                                               : fmt::format("{} to {}", usd(range->first), usd(range->second));
+      out.push_back({CatalogDrift::Kind::price, m.id, fmt::format("catalog {}, provider {}", usd(mine), theirs)});
+    }
+  }
+  for (const auto& [id, l] : by_id) {
+    if (is_kling_id(id) && !ours.count(id)) {
+      bool alias_known = false;
+      for (const auto& [alias, target] : by_alias) {
+        alias_known = alias_known || (target.id == id && ours.count(alias));
+      }
+      if (!alias_known) out.push_back({CatalogDrift::Kind::not_in_catalog, id, "listed by the provider, not in the catalog"});
+    }
+  }
+  return out;
+}
+
 std::string format_catalog_table(const Catalog& catalog)
 {
-  std::vector<std::array<std::string, 5>> rows;
-  rows.push_back({"MODEL", "KIND", "FAMILY", "DURATIONS", "ASPECT RATIOS"});
+  std::vector<std::array<std::string, 6>> rows;
+  rows.push_back({"MODEL", "KIND", "FAMILY", "DURATIONS", "USD/S", "ASPECT RATIOS"});
   for (const auto& m : catalog.models()) {
-    rows.push_back({m.id, m.kind, std::string(to_string(m.family)), compact_durations(m.durations),
+    std::string price = "-";
+    if (m.price_usd) price = m.price_unit == PriceUnit::per_second ? fmt::format("{:.3f}", *m.price_usd) : fmt::format("{:.3f}/video", *m.price_usd);
+    rows.push_back({m.id, m.kind, std::string(to_string(m.family)), compact_durations(m.durations), price,
                     m.aspect_ratios.empty() ? std::string("-") : fmt::format("{}", fmt::join(m.aspect_ratios, ","))});
   }
-  std::array<std::size_t, 5> width{};
+  std::array<std::size_t, 6> width{};
   for (const auto& r : rows) {
     for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
   }

@@ -82,11 +82,13 @@ struct Rule
     at_least_one_of,
     at_most_one_of,
     array_when,      // fields[0] is an array iff `when_field` is one of `when_values`, else a single value
+    requires_value,  // fields[0] may be given only when `when_field` (given, else its default) equals `equal`
   };
   Kind kind = Kind::exactly_one_of;
   std::vector<std::string> fields;
   std::string when_field;
   std::vector<std::string> when_values;
+  boost::json::value equal; // requires_value
 };
 
 // How `duration` goes on the wire: the docs type it as an integer but some pages (and the
@@ -150,6 +152,15 @@ public:
   // omitted), or nullopt when the model is unknown or has no price.
   std::optional<double> estimate_usd(const boost::json::object& request) const;
 
+  // True when the model's schema has the `provider` routing field (kling|klingai|fal|auto).
+  bool takes_provider(std::string_view model_id) const;
+
+  // The config default provider.route applied to a (validated) request: when `route` is not
+  // empty, the model takes `provider` and the request does not set it, adds
+  // "provider": route and returns true. A request that sets provider, a model without the
+  // field, an unknown model and an empty route are left alone (false).
+  bool apply_route(boost::json::object& request, std::string_view route) const;
+
 private:
   std::vector<ModelInfo> m_models;
   std::map<std::string, std::size_t, std::less<>> m_index;
@@ -162,7 +173,45 @@ inline constexpr std::size_t k_max_image_bytes = 10u << 20;
 // several 10 MiB images in base64 fit, anything larger is a mistake.
 inline constexpr std::size_t k_max_request_bytes = 60u << 20;
 
-// A plain-text table for `klingctl models`: id, kind, family, durations, aspect ratios.
+// A plain-text table for `klingctl models`: id, kind, family, durations, aspect ratios, price.
 std::string format_catalog_table(const Catalog& catalog);
+
+// "provider" values a request or provider.route may hold.
+inline constexpr std::string_view k_provider_routes[] = {"kling", "klingai", "fal", "auto"};
+
+// What the request asks for in `provider` (nullopt when it does not set it).
+std::optional<std::string> requested_route(const boost::json::object& request);
+
+// One difference between the catalog and the provider's model list (GET /v1/models?include=pricing).
+struct CatalogDrift
+{
+  enum class Kind {
+    missing,        // a catalog model the provider does not list (neither as id nor alias)
+    renamed,        // listed only as an alias of another id
+    price,          // the listed price per second differs from the catalog's
+    unpriced,       // listed without a usable per-second price
+    not_in_catalog, // a Kling model the provider lists that the catalog lacks
+  };
+  Kind kind = Kind::missing;
+  std::string model;
+  std::string detail; // human text: "catalog $0.12/s, provider $0.14/s"
+};
+
+// A model as the drift check sees it (klingctl builds these from klingd's GET /v1/models).
+struct PricedModel
+{
+  std::string id;
+  std::optional<double> usd_per_second; // nullopt: no price, or priced per video
+};
+
+// Compares models with the provider's answer to GET /v1/models?include=pricing.
+// Pricing: `fixed` with a unit per second (price / per), or `variants` (each price / per,
+// a range); other shapes count as unpriced. Error when the body is not a model list.
+Result<std::vector<CatalogDrift>> catalog_drift(const std::vector<PricedModel>& models, std::string_view models_body);
+// The same for a loaded catalog.
+Result<std::vector<CatalogDrift>> catalog_drift(const Catalog& catalog, std::string_view models_body);
+
+// "missing", "renamed", … (for tables and JSON).
+std::string_view to_string(CatalogDrift::Kind kind);
 
 } // namespace klingd::common

@@ -201,6 +201,7 @@ const std::vector<KeyDef>& key_defs()
     d.push_back(number_key("provider.request_timeout_s", [](Config& c) -> auto& { return c.provider.request_timeout_s; }, 0, 3600, true));
     d.push_back(integer_key<int>("provider.max_in_flight", [](Config& c) -> auto& { return c.provider.max_in_flight; }, 1, 100000));
     d.push_back(number_key("provider.creates_per_minute", [](Config& c) -> auto& { return c.provider.creates_per_minute; }, 0, 1e6, true));
+    d.push_back(string_key("provider.route", [](Config& c) -> auto& { return c.provider.route; }, one_of({"", "kling", "klingai", "fal", "auto"})));
     d.push_back(number_key("poll.initial_s", [](Config& c) -> auto& { return c.poll.initial_s; }, 0, 86400, true));
     d.push_back(number_key("poll.factor", [](Config& c) -> auto& { return c.poll.factor; }, 1, 10, false));
     d.push_back(number_key("poll.max_s", [](Config& c) -> auto& { return c.poll.max_s; }, 0, 86400, true));

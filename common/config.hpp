@@ -38,6 +38,9 @@ struct Config
     double request_timeout_s = 30;
     int max_in_flight = 10;
     double creates_per_minute = 20;
+    // The `provider` routing field (kling|klingai|fal|auto) set on requests for models that
+    // take it when the request itself does not; empty: not sent (the provider then uses auto).
+    std::string route;
   } provider;
   struct Poll
   {

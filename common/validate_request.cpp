@@ -395,6 +395,19 @@ void check_rules(const ModelInfo& model, const json::object& out, const std::map
         errors.push_back({"request", fmt::format("give at most one of {}", join_or(rule.fields, "or"))});
       }
       break;
+    case Rule::Kind::requires_value: {
+      if (!out.contains(rule.fields[0])) break;
+      const json::value* other = out.if_contains(rule.when_field);
+      const ParamSpec* other_spec = model.param(rule.when_field);
+      const json::value* effective = other ? other : (other_spec && other_spec->default_value ? &*other_spec->default_value : nullptr);
+      if (effective && *effective == rule.equal) break;
+      auto it = given_as.find(rule.fields[0]);
+      const std::string path = "request." + (it != given_as.end() ? it->second : rule.fields[0]);
+      errors.push_back({path, fmt::format("is allowed only with {} {} (got {}{})", rule.when_field, json::serialize(rule.equal),
+                                          effective ? json::serialize(*effective) : std::string("nothing"),
+                                          other ? "" : ", its default")});
+      break;
+    }
     case Rule::Kind::array_when: {
       const json::value* field = out.if_contains(rule.fields[0]);
       const json::value* when = out.if_contains(rule.when_field);

@@ -5,6 +5,7 @@
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <ctime>
@@ -136,6 +137,58 @@ CallError transport_error(const TransportError& e, bool is_create)
   return out;
 }
 
+// Upstream Kling's account codes (1100 account exception, 1101 arrears, 1102 resource pack
+// depleted or expired) in a "code" field; 1303 (concurrency) is a plain rate limit.
+bool account_code(std::string_view body)
+{
+  auto v = parse_json(body);
+  if (!v) {
+    return false;
+  }
+  const json::value* c = field(*v, "code");
+  if (const json::value* e = field(*v, "error"); !c && e) {
+    c = field(*e, "code");
+  }
+  auto n = string_or_number(c);
+  return n && (*n == "1100" || *n == "1101" || *n == "1102");
+}
+
+// A finite, non-negative number (or a decimal string): money goes into ledgers and budgets.
+std::optional<double> money(const json::value* v)
+{
+  if (!v) {
+    return std::nullopt;
+  }
+  std::optional<double> d;
+  if (v->is_number()) {
+    d = v->to_number<double>();
+  } else if (v->is_string()) {
+    double parsed = 0;
+    const auto& s = v->as_string();
+    auto r = std::from_chars(s.data(), s.data() + s.size(), parsed);
+    if (r.ec == std::errc() && r.ptr == s.data() + s.size()) {
+      d = parsed;
+    }
+  }
+  if (d && std::isfinite(*d) && *d >= 0 && *d < 1e12) {
+    return d;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::int64_t> whole_count(const json::value* v)
+{
+  if (!v || !v->is_number()) {
+    return std::nullopt;
+  }
+  boost::system::error_code ec;
+  const auto n = v->to_number<std::int64_t>(ec);
+  if (ec || n < 0) {
+    return std::nullopt;
+  }
+  return n;
+}
+
 CallError http_error(const HttpResponse& r, bool is_create)
 {
   CallError out;
@@ -145,7 +198,7 @@ CallError http_error(const HttpResponse& r, bool is_create)
     out.retry_after = parse_retry_after(*ra);
   }
   const int s = r.status;
-  if (s == 401 || s == 402 || s == 403) {
+  if (s == 401 || s == 402 || s == 403 || (s == 429 && (speaks_of_account(out.message) || account_code(r.body)))) {
     out.cls = CallClass::account;
   } else if (s == 429 || s == 502 || s == 503) {
     out.cls = is_create ? CallClass::safe_retry : CallClass::transient;
@@ -160,7 +213,49 @@ CallError http_error(const HttpResponse& r, bool is_create)
   return out;
 }
 
+// A read-only GET's answer (logs, billing): transport and HTTP failures classified as for a
+// poll, a 2xx body parsed by `parse` (Result<Page>), an unparsable one transient.
+template <typename Page, typename Parse>
+Page classify_page(const Result<HttpResponse, TransportError>& r, Parse parse)
+{
+  Page page;
+  if (!r) {
+    page.outcome = transport_error(r.error(), false);
+    return page;
+  }
+  if (r->status < 200 || r->status >= 300) {
+    page.outcome = http_error(*r, false);
+    return page;
+  }
+  auto parsed = parse(r->body);
+  if (!parsed) {
+    page.outcome.cls = CallClass::transient;
+    page.outcome.http_status = r->status;
+    page.outcome.message = parsed.error().message;
+    return page;
+  }
+  parsed->outcome.http_status = r->status;
+  return std::move(*parsed);
+}
+
 } // namespace
+
+bool speaks_of_account(std::string_view message)
+{
+  std::string lower;
+  lower.reserve(message.size());
+  for (char c : message) {
+    lower.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c));
+  }
+  static constexpr std::string_view k_words[] = {"balance", "credit", "arrear", "resource pack",
+                                                 "top up", "top-up", "insufficient funds", "payment required"};
+  for (auto w : k_words) {
+    if (lower.find(w) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
 
 std::string error_text(int status, std::string_view body)
 {
@@ -239,6 +334,22 @@ Result<GenerationStatus> parse_status(std::string_view body)
   GenerationStatus g;
   g.status = clip(std::string(st->as_string()), 64);
   const std::string& s = g.status;
+  const json::value* meta = field(*v, "meta");
+  if (const auto* usage = meta ? field(*meta, "usage") : nullptr; usage && usage->is_object()) {
+    g.usage_usd = money(field(*usage, "usd_spent"));
+    g.usage_credits = whole_count(field(*usage, "credits_used"));
+  }
+  const json::value* served = field(*v, "provider");
+  if (!(served && served->is_string()) && meta) {
+    served = field(*meta, "provider");
+  }
+  if (served && served->is_string() && !served->as_string().empty()) {
+    std::string who = clip(std::string(served->as_string()), 32);
+    for (auto& c : who) {
+      c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    }
+    g.served_by = std::move(who);
+  }
   if (s == "completed" || s == "succeeded" || s == "success") {
     g.kind = GenerationStatus::Kind::completed;
     if (const auto* video = field(*v, "video"); video && video->is_object()) {
@@ -431,6 +542,81 @@ Result<LogPage> parse_logs(std::string_view body)
   return page;
 }
 
+Result<Balance> parse_balance(std::string_view body)
+{
+  auto v = parse_json(body);
+  if (!v || !v->is_object()) {
+    return make_error("malformed", "the billing response is not a JSON object");
+  }
+  const json::value* b = field(*v, "current_balance");
+  std::optional<double> usd;
+  if (b && b->is_number()) {
+    usd = b->to_number<double>();
+  } else if (b && b->is_string()) {
+    double parsed = 0;
+    const auto& t = b->as_string();
+    auto r = std::from_chars(t.data(), t.data() + t.size(), parsed);
+    if (r.ec == std::errc() && r.ptr == t.data() + t.size()) {
+      usd = parsed;
+    }
+  }
+  // A balance may be negative (arrears), but it is a finite amount of money.
+  if (!usd || !std::isfinite(*usd) || std::fabs(*usd) >= 1e12) {
+    return make_error("malformed", "the billing response has no numeric \"current_balance\"");
+  }
+  Balance out;
+  out.outcome.cls = CallClass::ok;
+  out.usd = *usd;
+  const json::value* c = field(*v, "currency");
+  out.currency = c && c->is_string() && !c->as_string().empty() ? clip(std::string(c->as_string()), 8) : "USD";
+  return out;
+}
+
+Result<TransactionPage> parse_transactions(std::string_view body)
+{
+  auto v = parse_json(body);
+  const json::value* data = v ? field(*v, "data") : nullptr;
+  if (!data || !data->is_array()) {
+    return make_error("malformed", "the transactions response has no \"data\" list");
+  }
+  TransactionPage page;
+  page.outcome.cls = CallClass::ok;
+  for (const auto& r : data->as_array()) {
+    auto text = [&](const char* name) -> std::optional<std::string> {
+      auto t = string_or_number(field(r, name));
+      return t ? std::optional<std::string>(clip(std::move(*t), 256)) : std::nullopt;
+    };
+    auto type = text("type");
+    auto direction = text("direction");
+    if (!type || !direction) {
+      continue;
+    }
+    Transaction row;
+    row.type = std::move(*type);
+    row.direction = std::move(*direction);
+    row.created_at = text("created_at").value_or("");
+    row.model = text("model");
+    row.reference_id = text("reference_id");
+    if (const auto* amount = field(r, "amount"); amount && amount->is_object()) {
+      row.usd = money(field(*amount, "usd"));
+      row.credits = whole_count(field(*amount, "credits"));
+    }
+    page.rows.push_back(std::move(row));
+  }
+  if (const auto* p = field(*v, "pagination")) {
+    if (const auto* more = field(*p, "has_more"); more && more->is_bool()) {
+      page.has_more = more->as_bool();
+    }
+    if (const auto* next = field(*p, "next_cursor"); next && next->is_string() && !next->as_string().empty()) {
+      page.next_cursor = std::string(next->as_string());
+    }
+  }
+  if (!page.next_cursor) {
+    page.has_more = false; // nothing to continue from
+  }
+  return page;
+}
+
 ProviderClient::ProviderClient(HttpClient& http, Options options) : m_http(http), m_options(std::move(options)) {}
 
 std::string ProviderClient::endpoint(common::Family family) const
@@ -488,22 +674,52 @@ boost::asio::awaitable<LogPage> ProviderClient::logs(std::string start, std::str
   req.headers = {{"Authorization", "Bearer " + m_options.api_key}, {"Accept", "application/json"}};
   req.timeout = m_options.timeout;
   auto r = co_await m_http.request(std::move(req));
-  LogPage page;
-  if (!r) {
-    page.outcome = transport_error(r.error(), false);
-    co_return page;
+  co_return classify_page<LogPage>(r, parse_logs);
+}
+
+} // namespace klingd::provider
+
+namespace klingd::provider {
+
+namespace {
+
+// One GET of a billing endpoint; `parse` turns a 2xx body into the page type.
+template <typename Page, typename Parse>
+boost::asio::awaitable<Page> get_billing(HttpClient& http, const ProviderClient::Options& options, std::string url,
+                                         Parse parse)
+{
+  HttpRequest req;
+  req.method = "GET";
+  req.url = std::move(url);
+  req.headers = {{"Authorization", "Bearer " + options.api_key}, {"Accept", "application/json"}};
+  req.timeout = options.timeout;
+  req.idempotent = true;
+  auto r = co_await http.request(std::move(req));
+  co_return classify_page<Page>(r, parse);
+}
+
+} // namespace
+
+boost::asio::awaitable<Balance> ProviderClient::balance()
+{
+  co_return co_await get_billing<Balance>(m_http, m_options, m_options.base_url + "/v2/billing", parse_balance);
+}
+
+boost::asio::awaitable<TransactionPage> ProviderClient::transactions(std::optional<std::string> cursor,
+                                                                     TransactionQuery query)
+{
+  auto enc = [](std::string_view v) { return boost::urls::encode(v, boost::urls::unreserved_chars); };
+  std::string url = m_options.base_url + fmt::format("/v2/billing/transactions?limit={}", std::clamp(query.limit, 1, 100));
+  for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"from", &query.from},
+                                    {"to", &query.to}, {"direction", &query.direction}, {"type", &query.type}}) {
+    if (!value->empty()) {
+      url += fmt::format("&{}={}", name, enc(*value));
+    }
   }
-  if (r->status < 200 || r->status >= 300) {
-    page.outcome = http_error(*r, false);
-    co_return page;
+  if (cursor && !cursor->empty()) {
+    url += "&cursor=" + enc(*cursor); // verbatim: the provider accepts only the form it issued
   }
-  auto parsed = parse_logs(r->body);
-  if (!parsed) {
-    page.outcome.cls = CallClass::transient;
-    page.outcome.message = parsed.error().message;
-    co_return page;
-  }
-  co_return std::move(*parsed);
+  co_return co_await get_billing<TransactionPage>(m_http, m_options, std::move(url), parse_transactions);
 }
 
 } // namespace klingd::provider

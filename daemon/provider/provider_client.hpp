@@ -21,7 +21,7 @@ enum class CallClass {
   ambiguous,   // create only: sent, no usable answer (reset, timeout, 500, 504) — may have been billed
   transient,   // poll only: network, 5xx, 429, malformed body — retry later
   job_error,   // 400/404/422 (and other 4xx): the request itself is refused
-  account,     // 401/402/403: the key or the account, not the job
+  account,     // 401/402/403, and a 429 that speaks of balance/credits/arrears/packs: the key or the account, not the job
 };
 std::string_view to_string(CallClass c);
 
@@ -53,6 +53,13 @@ struct GenerationStatus
   std::optional<std::string> video_url;  // when completed
   std::optional<std::int64_t> file_size; // video.file_size when given
   std::string error_message;             // when failed: from {name, message} or {detail: [...]}
+  // meta.usage of a completed status (PROVIDER.md "Changes"): the generation's actual charge.
+  // Only finite, non-negative figures are kept.
+  std::optional<double> usage_usd;           // meta.usage.usd_spent
+  std::optional<std::int64_t> usage_credits; // meta.usage.credits_used
+  // Who served it (kling | fal ...), when the status says: a top-level "provider", else
+  // meta.provider. Undocumented; lower-cased, at most 32 characters.
+  std::optional<std::string> served_by;
 };
 
 struct PollResult
@@ -96,6 +103,51 @@ struct LogPage
 // array), pagination.has_more. Rows without a status are skipped.
 Result<LogPage> parse_logs(std::string_view body);
 
+// GET /v2/billing: {current_balance (USD), currency}.
+struct Balance
+{
+  CallError outcome;
+  std::optional<double> usd; // current_balance; may be negative (arrears)
+  std::string currency;      // "USD" when absent
+};
+Result<Balance> parse_balance(std::string_view body);
+
+// One row of GET /v2/billing/transactions (newest first).
+struct Transaction
+{
+  std::string created_at;
+  std::string direction; // TOPUP | CHARGE
+  std::string type;      // MODEL_USAGE | REFUND | PAYMENT | …
+  std::optional<double> usd;           // amount.usd, always positive; direction carries the sign
+  std::optional<std::int64_t> credits; // amount.credits
+  std::optional<std::string> model;
+  std::optional<std::string> reference_id; // MODEL_USAGE/REFUND: the generation (inference) id
+};
+
+struct TransactionPage
+{
+  CallError outcome;
+  std::vector<Transaction> rows;
+  std::optional<std::string> next_cursor; // pass back verbatim; nullopt on the last page
+  bool has_more = false;
+};
+// Rows without a type or direction are skipped; amounts must be finite and non-negative.
+Result<TransactionPage> parse_transactions(std::string_view body);
+
+// Filters of GET /v2/billing/transactions; empty fields are not sent.
+struct TransactionQuery
+{
+  std::string from;      // ISO-8601 with an offset, inclusive
+  std::string to;        // exclusive
+  std::string direction; // TOPUP | CHARGE
+  std::string type;      // MODEL_USAGE | REFUND | …
+  int limit = 100;       // 1..100
+};
+
+// True when an error message speaks of the account rather than the request rate: balance,
+// credits, arrears, resource packs, top-ups (upstream Kling reports those as HTTP 429).
+bool speaks_of_account(std::string_view message);
+
 class ProviderClient
 {
 public:
@@ -120,6 +172,11 @@ public:
   // parameter repeated), one page.
   boost::asio::awaitable<LogPage> logs(std::string start, std::string end, std::vector<std::string> models,
                                        int limit, int offset);
+
+  // GET /v2/billing.
+  boost::asio::awaitable<Balance> balance();
+  // GET /v2/billing/transactions, one page; `cursor` from the previous page's next_cursor.
+  boost::asio::awaitable<TransactionPage> transactions(std::optional<std::string> cursor, TransactionQuery query = {});
 
   // The endpoint URL for a family ("…/v2/video/generations" or "…/v2/generate/video/kling/generation").
   std::string endpoint(common::Family family) const;

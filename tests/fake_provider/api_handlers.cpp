@@ -78,6 +78,16 @@ Generation& App::record_generation(const json::value& body, bool legacy, const A
   double rate = price != m_config.prices.end() ? price->second : usd_per_second(g->model);
   g->usd = std::round(rate * g->duration * 1e6) / 1e6;
   g->credits = std::llround(g->usd * m_config.credits_per_usd);
+  g->charged_usd = std::round(g->usd * m_config.charge_factor * 1e6) / 1e6;
+  g->charged_credits = std::llround(g->charged_usd * m_config.credits_per_usd);
+  g->refunded = !g->fails && unit_random(m_config.seed, 0x4ef0, g->serial) < m_config.refund_rate;
+  if (auto p = body.get_object().if_contains("provider"); p && p->is_string()) {
+    g->route_asked = std::string(p->get_string());
+  }
+  // kling/klingai: native only; fal: the mirror; auto (the default): Kling, or the fallback
+  // when auto_route says so. Models without the field always run on Kling.
+  const auto route = takes_provider(g->model) ? route_of(g->route_asked).value_or("auto") : std::string("kling");
+  g->served = route == "fal" || (route == "auto" && m_config.auto_route == "fal") ? "fal" : "kling";
   g->url_token = sha256_hex(g->id).substr(0, 32);
   g->video = std::make_shared<VideoLayout>(m_base_mp4, g->id, m_config.video_bytes);
 
@@ -162,6 +172,16 @@ Reply App::handle_create(const Request& request, bool legacy, const ApiCall& cal
     add_log_row(call, model, nullptr, false);
     return error_reply(http::status::bad_request, err->message, call);
   }
+  if (m_config.enforce_balance) {
+    auto price = m_config.prices.find(model);
+    const double rate = price != m_config.prices.end() ? price->second : usd_per_second(model);
+    if (rate * requested_duration(body) * m_config.charge_factor > current_balance() + 1e-9) {
+      ++m_state.creates_rejected;
+      add_log_row(call, model, nullptr, false);
+      return error_reply(http::status::forbidden,
+                         fmt::format("Insufficient balance: ${:.2f} left, top up your balance", current_balance()), call);
+    }
+  }
 
   Generation& g = record_generation(body, legacy, call);
   ++body_count->recorded;
@@ -213,7 +233,7 @@ json::object App::status_object(Generation& g, const ApiCall& call, bool from_po
   const double now = mono_now();
   const Phase phase = g.phase_at(now);
   terminal = false;
-  json::object out{{"id", g.id}, {"status", g.status_word(phase, now)}};
+  json::object out{{"id", g.id}, {"status", g.status_word(phase, now)}, {"model", g.model}};
   json::value video = nullptr;
   json::value error = nullptr;
   json::value meta = nullptr;
@@ -230,7 +250,9 @@ json::object App::status_object(Generation& g, const ApiCall& call, bool from_po
                            {"file_name", "output.mp4"},
                            {"duration", g.duration}};
       out["duration"] = g.duration;
-      meta = json::object{{"usage", json::object{{"tokens_used", g.credits}}}};
+      if (m_config.meta_usage) {
+        meta = json::object{{"usage", json::object{{"credits_used", g.charged_credits}, {"usd_spent", g.charged_usd}}}};
+      }
     }
   } else if (phase == Phase::failed) {
     terminal = true;
@@ -243,6 +265,14 @@ json::object App::status_object(Generation& g, const ApiCall& call, bool from_po
       error = json::object{{"name", "GenerationError"},
                            {"message", "The generation failed on the provider side"}};
     }
+  }
+  if (m_config.status_provider_field == "meta.provider") {
+    if (!meta.is_object()) {
+      meta = json::object{};
+    }
+    meta.get_object()["provider"] = g.served;
+  } else if (m_config.status_provider_field == "provider") {
+    out["provider"] = g.served;
   }
   out["video"] = std::move(video);
   out["error"] = std::move(error);

@@ -25,6 +25,7 @@ App::App(asio::any_io_executor executor, FakeConfig startup,
 {
   m_url_secret = fmt::format("{:016x}{:016x}", mix64(m_config.seed ^ 0x5ec2e7),
                              mix64(m_config.seed + 0x5ec2e7));
+  m_opened_wall = wall_now();
 }
 
 App::~App() = default;
@@ -80,6 +81,9 @@ std::optional<Reply> App::generic_fault_reply(FaultType fault, const ApiCall& ca
   case FaultType::error_504:
   case FaultType::error_504_after_create:
     return error_reply(http::status::gateway_timeout, "Generation timeout", call);
+  case FaultType::rate_limit_account:
+    // Upstream Kling reports arrears and empty resource packs as 429; waiting does not help.
+    return error_reply(http::status::too_many_requests, m_config.account_429_message, call);
   case FaultType::rate_limit:
   case FaultType::rate_limit_no_retry_after: {
     Reply reply = error_reply(http::status::too_many_requests, "Too many requests", call);
@@ -139,7 +143,8 @@ asio::awaitable<Reply> App::handle(Request request)
   const bool universal = path == "/v2/video/generations";
   const bool legacy = path == "/v2/generate/video/kling/generation";
   const bool logs = path == "/v2/logs";
-  if (!universal && !legacy && !logs) {
+  const bool billing = path == "/v2/billing" || path == "/v2/billing/transactions";
+  if (!universal && !legacy && !logs && !billing) {
     co_return error_reply(http::status::not_found,
                           fmt::format("Cannot {} {}", std::string_view(request.method_string()), path),
                           call);
@@ -154,6 +159,9 @@ asio::awaitable<Reply> App::handle(Request request)
 
   if (logs && method == http::verb::get) {
     co_return handle_logs(request, call);
+  }
+  if (billing && method == http::verb::get) {
+    co_return handle_billing(request, call, path == "/v2/billing/transactions");
   }
   if ((universal || legacy) && method == http::verb::post) {
     co_return handle_create(request, legacy, call);
@@ -222,6 +230,10 @@ asio::awaitable<json::value> App::stats_json(bool with_sha)
       {"file_size", g->video->size()},
       {"sha256", g->sha256 ? json::value(*g->sha256) : json::value(nullptr)},
       {"cost", json::object{{"usd", g->usd}, {"credits", g->credits}}},
+      {"charged", json::object{{"usd", g->charged_usd}, {"credits", g->charged_credits}}},
+      {"refunded", g->refunded},
+      {"provider_asked", g->route_asked.empty() ? json::value(nullptr) : json::value(g->route_asked)},
+      {"provider_served", g->served},
       {"polls", g->polls},
       {"downloads", g->downloads},
     });
@@ -245,6 +257,8 @@ asio::awaitable<json::value> App::stats_json(bool with_sha)
     {"bytes_served", s.bytes_served},
     {"logs_requests", s.logs_requests},
     {"logs_rate_limited", s.logs_rate_limited},
+    {"billing_requests", s.billing_requests},
+    {"balance_usd", current_balance()},
     {"faults", s.faults.injected_json()},
     {"faults_total", s.faults.injected_total()},
     {"script_pending", s.faults.script_json()},
@@ -310,6 +324,7 @@ asio::awaitable<Reply> App::handle_admin(const Request& request)
       m_config = m_startup;
     }
     m_state = State{};
+    m_opened_wall = wall_now();
     if (!(keep && keep->is_bool() && keep->get_bool())) {
       m_state.faults.set_script(m_startup_script);
     }

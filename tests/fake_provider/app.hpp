@@ -66,6 +66,9 @@ private:
   Reply handle_poll(const Request& request, const ApiCall& call);
   Reply handle_download(const Request& request);
   Reply handle_logs(const Request& request, const ApiCall& call);
+  Reply handle_billing(const Request& request, const ApiCall& call, bool transactions);
+  // The balance now: opening balance - charges of completed generations + refunds.
+  double current_balance() const;
   boost::asio::awaitable<Reply> handle_admin(const Request& request);
   boost::asio::awaitable<boost::json::value> stats_json(bool with_sha);
 
@@ -90,6 +93,7 @@ private:
   std::vector<ScriptStep> m_startup_script;
   State m_state;
   std::uint64_t m_epoch = 0; // bumped by reset, so late hash results are dropped
+  double m_opened_wall = 0;  // when the ledger's opening (INIT) row was written: start and reset
   std::shared_ptr<const std::string> m_base_mp4;
   std::string m_scheme;
   std::string m_url_secret;

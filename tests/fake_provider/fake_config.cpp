@@ -12,8 +12,8 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr std::array<std::string_view, k_endpoint_kinds> k_kind_names = {"create", "poll",
-                                                                         "download", "logs"};
+constexpr std::array<std::string_view, k_endpoint_kinds> k_kind_names = {"create", "poll", "download",
+                                                                         "logs", "billing"};
 
 struct FaultName {
   FaultType type;
@@ -30,6 +30,7 @@ constexpr FaultName k_fault_names[] = {
   {FaultType::error_504_after_create, "error_504_after_create"},
   {FaultType::rate_limit, "rate_limit"},
   {FaultType::rate_limit_no_retry_after, "rate_limit_no_retry_after"},
+  {FaultType::rate_limit_account, "rate_limit_account"},
   {FaultType::reset, "reset"},
   {FaultType::reset_after_create, "reset_after_create"},
   {FaultType::slow, "slow"},
@@ -175,6 +176,15 @@ const std::map<std::string, Setter, std::less<>>& setters()
     {"status_code_as_string", bool_setter(&FakeConfig::status_code_as_string)},
     {"strict_fields", bool_setter(&FakeConfig::strict_fields)},
     {"credits_exhausted", bool_setter(&FakeConfig::credits_exhausted)},
+    {"auto_route", string_setter(&FakeConfig::auto_route, {"kling", "fal"})},
+    {"status_provider_field", string_setter(&FakeConfig::status_provider_field, {"provider", "meta.provider", "none"})},
+    {"meta_usage", bool_setter(&FakeConfig::meta_usage)},
+    {"balance_usd", number_setter(&FakeConfig::balance_usd, -1e9, 1e9)},
+    {"enforce_balance", bool_setter(&FakeConfig::enforce_balance)},
+    {"charge_factor", number_setter(&FakeConfig::charge_factor, 0, 1000)},
+    {"refund_rate", number_setter(&FakeConfig::refund_rate, 0, 1)},
+    {"billing_enabled", bool_setter(&FakeConfig::billing_enabled)},
+    {"account_429_message", string_setter(&FakeConfig::account_429_message, {})},
     {"url_ttl_s", number_setter(&FakeConfig::url_ttl_s, 0, 1e9)},
     {"expired_url_status", int_setter(&FakeConfig::expired_url_status, 400, 599)},
     {"bad_signature_status", int_setter(&FakeConfig::bad_signature_status, 400, 599)},
@@ -295,6 +305,7 @@ bool fault_allowed(EndpointKind kind, FaultType type)
   case FaultType::error_504:
   case FaultType::rate_limit:
   case FaultType::rate_limit_no_retry_after:
+  case FaultType::rate_limit_account:
   case FaultType::reset:
   case FaultType::slow:
     return true;
@@ -401,6 +412,15 @@ json::object config_to_json(const FakeConfig& c)
     {"status_code_as_string", c.status_code_as_string},
     {"strict_fields", c.strict_fields},
     {"credits_exhausted", c.credits_exhausted},
+    {"auto_route", c.auto_route},
+    {"status_provider_field", c.status_provider_field},
+    {"meta_usage", c.meta_usage},
+    {"balance_usd", c.balance_usd},
+    {"enforce_balance", c.enforce_balance},
+    {"charge_factor", c.charge_factor},
+    {"refund_rate", c.refund_rate},
+    {"billing_enabled", c.billing_enabled},
+    {"account_429_message", c.account_429_message},
     {"url_ttl_s", c.url_ttl_s},
     {"expired_url_status", c.expired_url_status},
     {"bad_signature_status", c.bad_signature_status},

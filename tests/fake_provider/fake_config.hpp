@@ -14,9 +14,10 @@
 
 namespace fake {
 
-// The four kinds of traffic faults are configured for.
-enum class EndpointKind { create, poll, download, logs };
-inline constexpr std::size_t k_endpoint_kinds = 4;
+// The kinds of traffic faults are configured for (billing: GET /v2/billing and
+// GET /v2/billing/transactions).
+enum class EndpointKind { create, poll, download, logs, billing };
+inline constexpr std::size_t k_endpoint_kinds = 5;
 
 enum class FaultType {
   none,
@@ -28,6 +29,8 @@ enum class FaultType {
   error_504_after_create,
   rate_limit,                // 429 with Retry-After
   rate_limit_no_retry_after, // 429 without it
+  rate_limit_account,        // 429 whose message speaks of balance/credits (an account problem, as
+                             // upstream Kling reports arrears and empty resource packs)
   reset,                     // connection reset before any response (create not recorded)
   reset_after_create,        // create recorded and billed, then the connection is reset
   slow,                      // answered normally after slow_delay_s
@@ -70,6 +73,20 @@ struct FakeConfig {
   bool status_code_as_string = false; // error bodies with "statusCode": "404"
   bool strict_fields = false;         // reject fields the model does not document
   bool credits_exhausted = false;     // creates answer 403 (out of credits)
+
+  // Routing (the `provider` field) and the status body.
+  std::string auto_route = "kling";   // where `auto` (or no provider field) is served: kling | fal
+  std::string status_provider_field = "provider"; // provider | meta.provider | none: where the status names the route
+  bool meta_usage = true;             // completed status carries meta.usage.{credits_used, usd_spent}
+
+  // Money: the ledger behind GET /v2/billing and /v2/billing/transactions.
+  double balance_usd = 100.0;         // the opening balance (an INIT row)
+  bool enforce_balance = false;       // creates costing more than the balance answer 403
+  double charge_factor = 1.0;         // actual charge (ledger, meta.usage) = list price x this
+  double refund_rate = 0.0;           // share of completed generations refunded in full (a REFUND row)
+  bool billing_enabled = true;        // false: the billing endpoints answer 404
+  std::string account_429_message =
+    "Insufficient balance: not enough credits for this request (top up or buy a resource pack)";
 
   // Video URLs and bytes.
   double url_ttl_s = 3600.0;

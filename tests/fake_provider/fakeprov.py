@@ -172,6 +172,14 @@ class FakeProvider:
         """GET /v2/logs; list values become repeated parameters (model=[a, b])."""
         return self.request("GET", "/v2/logs?" + urllib.parse.urlencode(params, doseq=True))
 
+    def billing(self):
+        """GET /v2/billing (the balance)."""
+        return self.request("GET", "/v2/billing")
+
+    def transactions(self, **params):
+        """GET /v2/billing/transactions (one page; pass cursor= from pagination.next_cursor)."""
+        return self.request("GET", "/v2/billing/transactions?" + urllib.parse.urlencode(params))
+
     def wait_completed(self, generation_id, legacy=False, timeout=10):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -42,8 +42,13 @@ struct Generation {
   int no_url_polls_left = 0;
   bool reported_terminal = false;
   int duration = 5;
-  double usd = 0;
+  double usd = 0;            // list price x duration (the create's cost headers)
   std::int64_t credits = 0;
+  double charged_usd = 0;    // what the ledger and meta.usage show once completed (x charge_factor)
+  std::int64_t charged_credits = 0;
+  bool refunded = false;     // a REFUND row follows the charge
+  std::string route_asked;   // the request's `provider` as sent ("" when absent)
+  std::string served;        // who ran it: kling | fal
   std::uint64_t polls = 0;
   std::uint64_t downloads = 0;
   std::string url_token;
@@ -52,6 +57,8 @@ struct Generation {
   bool sha_pending = false;
 
   Phase phase_at(double mono) const;
+  // Wall-clock time the generation finished (its charge is recorded then).
+  double finished_wall() const { return created_wall + queued_s + generating_s; }
   std::string status_word(Phase phase, double mono) const;
 };
 
@@ -105,6 +112,7 @@ struct State {
   std::uint64_t bytes_served = 0;
   std::uint64_t logs_requests = 0;
   std::uint64_t logs_rate_limited = 0;
+  std::uint64_t billing_requests = 0;
 
   // Client-side view of in-flight: created and not yet reported terminal by a poll.
   std::uint64_t in_flight = 0;

@@ -27,6 +27,8 @@ enum class Kind {
   camera_object,    // i2v camera_control: {type, config}
   advanced_camera,  // {movement_type, movement_value}
   effects_image,    // a string, or two strings for the two-person scenes
+  shot_list,        // v3 turbo multi_prompt: 1..6 of {prompt* (<= max_len), duration 1..15}
+  element_list,     // v3 omni elements: <= 4 of {reference_image_urls (1..4), frontal_image_url, video_url}
   any,
 };
 
@@ -46,6 +48,8 @@ struct ModelSpec {
   double usd_per_second;
   bool prompt_xor_multi = false; // v3: exactly one of prompt / multi_prompt
   int default_duration = 5;
+  bool takes_provider = false;   // the schema lists `provider` (kling | klingai | fal | auto)
+  bool tail_needs_silence = false; // v3 omni i2v: tail_image_url only with generate_audio false
 };
 
 const std::vector<std::string_view> k_aspect = {"16:9", "9:16", "1:1"};
@@ -95,6 +99,35 @@ std::vector<Param> v3(bool image)
     p.push_back(media("tail_image_url", false));
     p.push_back(media("last_image_url", false)); // shown in the v3 i2v seed example
     p.push_back(objects("elements", 4));
+  } else {
+    p.push_back(aspect());
+  }
+  return p;
+}
+
+// v3 turbo (schemas of 2026-06): prompt <= 3072, multi_prompt as {prompt, duration} shots, and
+// none of negative_prompt, cfg_scale, generate_audio, shot_type, tail_image_url, provider.
+std::vector<Param> v3_turbo(bool image)
+{
+  std::vector<Param> p = {{"prompt", Kind::text, false, {}, {}, 0, 3072},
+                          {"multi_prompt", Kind::shot_list, false, {}, {}, 1, 6},
+                          {"duration", Kind::int_range, false, {}, {}, 3, 15}};
+  p.push_back(image ? media("image_url", true) : aspect());
+  return p;
+}
+
+// v3 omni: v3 with shot_type `intelligence` too; image-to-video adds a tail frame and elements.
+std::vector<Param> v3_omni(bool image)
+{
+  std::vector<Param> p = {prompt(false),
+                          {"multi_prompt", Kind::media_list, false, {}, {}, 1, 6},
+                          {"duration", Kind::int_range, false, {}, {}, 3, 15},
+                          {"shot_type", Kind::string_enum, false, {"customize", "intelligent", "intelligence"}},
+                          boolean("generate_audio"), negative(), cfg()};
+  if (image) {
+    p.push_back(media("image_url", true));
+    p.push_back(media("tail_image_url", false));
+    p.push_back({"elements", Kind::element_list, false, {}, {}, 0, 4});
   } else {
     p.push_back(aspect());
   }
@@ -160,7 +193,8 @@ const std::vector<ModelSpec>& models()
                  {prompt_max(2500), media("image_url", true), dur_5_10(), negative(),
                   boolean("generate_audio")},
                  0.08});
-    m.push_back({"klingai/video-v2-6-pro-motion-control", motion(), 0.1});
+    m.push_back({"klingai/video-v2-6-motion-control", motion(), 0.1});
+    m.push_back({"klingai/video-v2-6-pro-motion-control", motion(), 0.1}); // the former id, still served
     m.push_back({"klingai/video-v3-motion-control", motion(), 0.12});
     m.push_back({"klingai/video-o1-image-to-video",
                  {prompt(true), media("image_url", true), media("last_image_url", false), dur_5_10()},
@@ -180,10 +214,35 @@ const std::vector<ModelSpec>& models()
     m.push_back({"klingai/video-v3-standard-text-to-video", v3(false), 0.09, true});
     m.push_back({"klingai/video-v3-pro-image-to-video", v3(true), 0.12, true});
     m.push_back({"klingai/video-v3-standard-image-to-video", v3(true), 0.09, true});
+    m.push_back({"klingai/video-v3-standard-turbo-text-to-video", v3_turbo(false), 0.09, true});
+    m.push_back({"klingai/video-v3-standard-turbo-image-to-video", v3_turbo(true), 0.09, true});
+    m.push_back({"klingai/video-v3-turbo-pro-text-to-video", v3_turbo(false), 0.12, true});
+    m.push_back({"klingai/video-v3-turbo-pro-image-to-video", v3_turbo(true), 0.12, true});
+    m.push_back({"klingai/video-v3-omni-720p-text-to-video", v3_omni(false), 0.09, true});
+    m.push_back({"klingai/video-v3-omni-720p-image-to-video", v3_omni(true), 0.09, true, 5, false, true});
+    m.push_back({"klingai/video-v3-omni-1080p-text-to-video", v3_omni(false), 0.12, true});
+    m.push_back({"klingai/video-v3-omni-1080p-image-to-video", v3_omni(true), 0.12, true, 5, false, true});
     m.push_back({"klingai/avatar-standard",
                  {media("image_url", true), media("audio_url", true), prompt(false)}, 0.06});
     m.push_back({"klingai/avatar-pro",
                  {media("image_url", true), media("audio_url", true), prompt(false)}, 0.12});
+    // The schemas that list `provider` (api-docs, 2026-06..08).
+    static constexpr std::string_view k_routed[] = {
+      "klingai/avatar-pro", "klingai/avatar-standard", "kling-video/v1.6/standard/text-to-video",
+      "kling-video/v1.6/standard/image-to-video", "klingai/v2-master-text-to-video",
+      "klingai/v2-master-image-to-video", "klingai/v2.1-master-text-to-video",
+      "klingai/v2.1-master-image-to-video", "klingai/v2.5-turbo/pro/text-to-video",
+      "klingai/v2.5-turbo/pro/image-to-video", "klingai/video-o1-image-to-video",
+      "klingai/video-o1-reference-to-video", "klingai/video-o1-video-to-video-edit",
+      "klingai/video-o1-video-to-video-reference", "klingai/video-v2-6-pro-text-to-video",
+      "klingai/video-v2-6-pro-image-to-video", "klingai/video-v3-pro-text-to-video",
+      "klingai/video-v3-standard-text-to-video", "klingai/video-v3-pro-image-to-video",
+      "klingai/video-v3-standard-image-to-video", "klingai/video-v3-omni-720p-text-to-video",
+      "klingai/video-v3-omni-720p-image-to-video", "klingai/video-v3-omni-1080p-text-to-video",
+      "klingai/video-v3-omni-1080p-image-to-video"};
+    for (auto& spec : m) {
+      spec.takes_provider = std::find(std::begin(k_routed), std::end(k_routed), spec.id) != std::end(k_routed);
+    }
     return m;
   }();
   return k_models;
@@ -405,15 +464,81 @@ std::optional<ValidationError> check_param(const Param& p, const json::value& v)
     }
     return ValidationError{std::string(p.name),
                            fmt::format("{}: Expected a string or an array of two strings", p.name)};
+  case Kind::shot_list: {
+    if (!v.is_array()) {
+      return expected(p, "array", v);
+    }
+    const auto& a = v.get_array();
+    if (double(a.size()) < p.min || double(a.size()) > p.max) {
+      return ValidationError{std::string(p.name),
+                             fmt::format("{}: Array must contain {} to {} element(s), received {}",
+                                         p.name, p.min, p.max, a.size())};
+    }
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const std::string at = fmt::format("{}.{}", p.name, i);
+      if (!a[i].is_object()) {
+        return ValidationError{at, fmt::format("{}: Expected object, received {}", at, type_name(a[i]))};
+      }
+      const auto& shot = a[i].get_object();
+      const auto* text = shot.if_contains("prompt");
+      if (!text) {
+        return ValidationError{at + ".prompt", fmt::format("{}.prompt: Required", at)};
+      }
+      if (!non_empty_string(*text) || text->get_string().size() > 3072) {
+        return ValidationError{at + ".prompt",
+                               fmt::format("{}.prompt: Expected a string of 1 to 3072 character(s)", at)};
+      }
+      if (const auto* d = shot.if_contains("duration")) {
+        auto n = integer_of(*d);
+        if (!n || *n < 1 || *n > 15) {
+          return ValidationError{at + ".duration",
+                                 fmt::format("{}.duration: Expected an integer from 1 to 15, received {}", at,
+                                             describe(*d))};
+        }
+      }
+    }
+    return std::nullopt;
+  }
+  case Kind::element_list: {
+    if (!v.is_array()) {
+      return expected(p, "array", v);
+    }
+    const auto& a = v.get_array();
+    if (double(a.size()) > p.max) {
+      return ValidationError{std::string(p.name),
+                             fmt::format("{}: Array must contain at most {} element(s)", p.name, p.max)};
+    }
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const std::string at = fmt::format("{}.{}", p.name, i);
+      if (!a[i].is_object()) {
+        return ValidationError{at, fmt::format("{}: Expected object, received {}", at, type_name(a[i]))};
+      }
+      const auto& e = a[i].get_object();
+      if (const auto* refs = e.if_contains("reference_image_urls")) {
+        if (!refs->is_array() || refs->get_array().empty() || refs->get_array().size() > 4
+            || !std::all_of(refs->get_array().begin(), refs->get_array().end(), non_empty_string)) {
+          return ValidationError{at + ".reference_image_urls",
+                                 fmt::format("{}.reference_image_urls: Expected 1 to 4 image URLs", at)};
+        }
+      }
+      for (const char* key : {"frontal_image_url", "video_url"}) {
+        if (const auto* u = e.if_contains(key); u && !non_empty_string(*u)) {
+          return ValidationError{fmt::format("{}.{}", at, key),
+                                 fmt::format("{}.{}: Expected string, received {}", at, key, type_name(*u))};
+        }
+      }
+    }
+    return std::nullopt;
+  }
   case Kind::any:
     return std::nullopt;
   }
   return std::nullopt;
 }
 
-bool is_common_field(std::string_view name, bool legacy_family)
+bool is_common_field(std::string_view name, bool legacy_family, bool takes_provider)
 {
-  if (name == "model" || name == "provider") {
+  if (name == "model" || (name == "provider" && takes_provider)) {
     return true;
   }
   return legacy_family && (name == "type" || name == "ratio" || name == "external_task_id");
@@ -440,11 +565,9 @@ std::optional<ValidationError> validate_create(const json::value& body, bool leg
     return ValidationError{"model", fmt::format("model: Invalid enum value, received {}",
                                                 describe(*model_value))};
   }
-  if (auto provider = o.if_contains("provider")) {
-    static const std::vector<std::string_view> k_providers = {"kling", "klingai", "fal", "auto"};
-    if (!provider->is_string()
-        || std::find(k_providers.begin(), k_providers.end(), std::string_view(provider->get_string()))
-             == k_providers.end()) {
+  if (auto provider = o.if_contains("provider"); provider && spec->takes_provider) {
+    // Case-insensitive, as the schemas say.
+    if (!provider->is_string() || !route_of(provider->get_string())) {
       return ValidationError{"provider", "provider: Invalid enum value. Expected 'kling' | "
                                          "'klingai' | 'fal' | 'auto', received " + describe(*provider)};
     }
@@ -494,6 +617,14 @@ std::optional<ValidationError> validate_create(const json::value& body, bool leg
     }
   }
 
+  if (spec->tail_needs_silence && o.contains("tail_image_url") && !o.at("tail_image_url").is_null()) {
+    const auto* audio = o.if_contains("generate_audio");
+    if (!audio || !audio->is_bool() || audio->get_bool()) {
+      return ValidationError{"tail_image_url", "tail_image_url: Not supported when generate_audio is enabled; "
+                                               "set generate_audio to false to use a tail frame"};
+    }
+  }
+
   if (spec->prompt_xor_multi) {
     bool has_prompt = o.contains("prompt") && !o.at("prompt").is_null();
     bool has_multi = o.contains("multi_prompt") && !o.at("multi_prompt").is_null();
@@ -507,7 +638,7 @@ std::optional<ValidationError> validate_create(const json::value& body, bool leg
   if (strict) {
     for (const auto& [key, value] : o) {
       std::string_view name = key;
-      bool documented = is_common_field(name, legacy_family)
+      bool documented = is_common_field(name, legacy_family, spec->takes_provider)
                         || (list_param && name == "image_urls")
                         || std::any_of(spec->params.begin(), spec->params.end(),
                                        [&](const Param& p) { return p.name == name; });
@@ -518,6 +649,24 @@ std::optional<ValidationError> validate_create(const json::value& body, bool leg
     }
   }
   return std::nullopt;
+}
+
+std::optional<std::string> route_of(std::string_view provider)
+{
+  std::string lower;
+  for (char c : provider) {
+    lower.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c));
+  }
+  if (lower == "kling" || lower == "klingai" || lower == "fal" || lower == "auto") {
+    return lower;
+  }
+  return std::nullopt;
+}
+
+bool takes_provider(std::string_view model)
+{
+  const ModelSpec* spec = find(model);
+  return spec && spec->takes_provider;
 }
 
 bool known_model(std::string_view model)

@@ -23,6 +23,12 @@ struct ValidationError {
 std::optional<ValidationError> validate_create(const boost::json::value& body,
                                                bool legacy_family, bool strict);
 
+// The routing a `provider` value asks for, lower-cased (kling | klingai | fal | auto), or
+// nullopt for anything else (the schemas call the field case-insensitive).
+std::optional<std::string> route_of(std::string_view provider);
+// True if the model's schema lists the `provider` field.
+bool takes_provider(std::string_view model);
+
 // True if the model id is in the table.
 bool known_model(std::string_view model);
 // The fake's list price for the model in USD per second of video (0 for unknown models).

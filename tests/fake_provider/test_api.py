@@ -83,7 +83,7 @@ REJECTIONS = [
     ({"model": "klingai/avatar-pro", "image_url": IMG}, False, "audio_url"),
     ({"model": "klingai/video-v3-motion-control", "image_url": IMG, "video_url": IMG, "mode": "max"}, False, "mode"),
     ({"model": T2V, "prompt": "x", "ratio": "4:3"}, True, "ratio"),
-    ({"model": T2V, "prompt": "x", "provider": "openai"}, False, "provider"),
+    ({"model": V3, "prompt": "x", "provider": "openai"}, False, "provider"),
 ]
 
 

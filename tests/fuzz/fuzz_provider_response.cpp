@@ -1,6 +1,7 @@
 // libFuzzer target: what the provider sends back — a status document (parse_status), a create
 // answer with any status and headers (classify_create), an error body (error_text) and a
-// Retry-After value, and a request-log page (parse_logs). A hostile or broken provider must
+// Retry-After value, a request-log page (parse_logs), the balance (parse_balance) and a ledger
+// page (parse_transactions). A hostile or broken provider must
 // never crash the daemon, nor put an impossible cost into the ledger.
 #include "daemon/provider/provider_client.hpp"
 
@@ -27,6 +28,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     if (s->kind == GenerationStatus::Kind::completed && s->video_url && s->video_url->empty()) {
       std::abort(); // "completed" with an empty URL must not be taken as downloadable
+    }
+    if ((s->usage_usd && !(std::isfinite(*s->usage_usd) && *s->usage_usd >= 0)) || (s->usage_credits && *s->usage_credits < 0)) {
+      std::abort(); // meta.usage is recorded as the job's cost
+    }
+    if (s->served_by && (s->served_by->empty() || s->served_by->size() > 40)) {
+      std::abort();
     }
   }
 
@@ -59,6 +66,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (row.credits && *row.credits < 0) {
         std::abort();
       }
+    }
+  }
+  if (auto b = parse_balance(body)) {
+    if (!b->usd || !std::isfinite(*b->usd)) {
+      std::abort(); // compared with expected costs before every create
+    }
+  }
+  if (auto page = parse_transactions(body)) {
+    for (const auto& row : page->rows) {
+      if ((row.usd && !(std::isfinite(*row.usd) && *row.usd >= 0)) || (row.credits && *row.credits < 0)) {
+        std::abort(); // settles jobs' costs: never NaN, infinite or negative
+      }
+    }
+    if (page->has_more && !page->next_cursor) {
+      std::abort(); // "more" must come with the cursor to fetch it
     }
   }
   return 0;

@@ -2,7 +2,11 @@
 #include "common/catalog.hpp"
 #include "tests/unit/scratch.hpp"
 
+#include <boost/json.hpp>
 #include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <map>
 
 #include <set>
 #include <string>
@@ -45,6 +49,26 @@ const std::vector<std::string> k_provider_ids = {
   "klingai/video-v3-pro-text-to-video",        "klingai/video-v3-standard-text-to-video",
   "klingai/video-v3-pro-image-to-video",       "klingai/video-v3-standard-image-to-video",
   "klingai/avatar-standard",                   "klingai/avatar-pro",
+  // Added to the provider's docs in 2026 (PROVIDER.md "Changes"), and the renamed motion control.
+  "klingai/video-v3-standard-turbo-text-to-video", "klingai/video-v3-standard-turbo-image-to-video",
+  "klingai/video-v3-turbo-pro-text-to-video",      "klingai/video-v3-turbo-pro-image-to-video",
+  "klingai/video-v3-omni-720p-text-to-video",      "klingai/video-v3-omni-720p-image-to-video",
+  "klingai/video-v3-omni-1080p-text-to-video",     "klingai/video-v3-omni-1080p-image-to-video",
+  "klingai/video-v2-6-motion-control",
+};
+
+// The models whose schema (api-docs, 2026-06..08) has the `provider` field.
+const std::set<std::string> k_takes_provider = {
+  "klingai/avatar-pro", "klingai/avatar-standard", "kling-video/v1.6/standard/text-to-video",
+  "kling-video/v1.6/standard/image-to-video", "klingai/v2-master-text-to-video", "klingai/v2-master-image-to-video",
+  "klingai/v2.1-master-text-to-video", "klingai/v2.1-master-image-to-video", "klingai/v2.5-turbo/pro/text-to-video",
+  "klingai/v2.5-turbo/pro/image-to-video", "klingai/video-o1-image-to-video", "klingai/video-o1-reference-to-video",
+  "klingai/video-o1-video-to-video-edit", "klingai/video-o1-video-to-video-reference",
+  "klingai/video-v2-6-pro-text-to-video", "klingai/video-v2-6-pro-image-to-video",
+  "klingai/video-v3-pro-text-to-video", "klingai/video-v3-standard-text-to-video",
+  "klingai/video-v3-pro-image-to-video", "klingai/video-v3-standard-image-to-video",
+  "klingai/video-v3-omni-720p-text-to-video", "klingai/video-v3-omni-720p-image-to-video",
+  "klingai/video-v3-omni-1080p-text-to-video", "klingai/video-v3-omni-1080p-image-to-video",
 };
 
 // A minimal valid catalog; tests splice one mistake into it.
@@ -145,6 +169,7 @@ TEST_CASE("catalog: family_for and the models table")
   CHECK(table.rfind("MODEL", 0) == 0);
   CHECK(table.find("KIND") != std::string::npos);
   CHECK(table.find("ASPECT RATIOS") != std::string::npos);
+  CHECK(table.find("USD/S") != std::string::npos);
   std::size_t lines = 0;
   for (char ch : table) lines += ch == '\n';
   CHECK(lines == c.models().size() + 1);
@@ -162,6 +187,7 @@ TEST_CASE("catalog: family_for and the models table")
   CHECK(v3.find("universal") != std::string::npos);
   CHECK(v3.find("3-15") != std::string::npos);
   CHECK(v3.substr(v3.size() - 1) == "-"); // no aspect ratio on image-to-video
+  CHECK(v3.find(fmt::format("{:.3f}", *c.find("klingai/video-v3-pro-image-to-video")->price_usd)) != std::string::npos);
 }
 
 TEST_CASE("catalog: estimated price of a request")
@@ -175,6 +201,139 @@ TEST_CASE("catalog: estimated price of a request")
   r["duration"] = "10"; // as stored for the legacy family
   CHECK(*c.estimate_usd(r) == doctest::Approx(10 * *c.find("klingai/video-v3-pro-text-to-video")->price_usd));
   CHECK_FALSE(c.estimate_usd(boost::json::object{{"model", "unknown/model"}}));
+}
+
+TEST_CASE("catalog: the provider field exactly on the models whose schema has it")
+{
+  const Catalog& c = shipped();
+  for (const auto& m : c.models()) {
+    CAPTURE(m.id);
+    CHECK(c.takes_provider(m.id) == (k_takes_provider.count(m.id) == 1));
+    if (const ParamSpec* p = m.param("provider")) {
+      CHECK(p->enum_values.size() == 4);
+    }
+  }
+  CHECK_FALSE(c.takes_provider("someone/else"));
+}
+
+TEST_CASE("catalog: the 2026 models, their shapes and prices")
+{
+  const Catalog& c = shipped();
+  for (const char* id : {"klingai/video-v3-standard-turbo-text-to-video", "klingai/video-v3-turbo-pro-image-to-video",
+                         "klingai/video-v3-omni-720p-text-to-video", "klingai/video-v3-omni-1080p-image-to-video"}) {
+    CAPTURE(id);
+    const ModelInfo* m = c.find(id);
+    REQUIRE(m);
+    CHECK(m->family == Family::universal);
+    CHECK(m->durations.front() == "3");
+    CHECK(m->durations.back() == "15");
+    CHECK(m->default_duration == 5);
+    REQUIRE(m->price_usd);
+    CHECK(m->price_unit == PriceUnit::per_second);
+    CHECK(*c.estimate_usd(boost::json::object{{"model", id}, {"duration", 7}}) == doctest::Approx(7 * *m->price_usd));
+    CHECK(*c.estimate_usd(boost::json::object{{"model", id}}) == doctest::Approx(5 * *m->price_usd));
+  }
+  const ModelInfo* turbo = c.find("klingai/video-v3-turbo-pro-text-to-video");
+  REQUIRE(turbo->param("multi_prompt"));
+  REQUIRE(turbo->param("multi_prompt")->items);
+  CHECK(turbo->param("multi_prompt")->items->type == ParamType::object);
+  CHECK(turbo->param("prompt")->max_length == 3072u);
+  for (const char* absent : {"negative_prompt", "cfg_scale", "generate_audio", "shot_type", "tail_image_url", "provider"}) {
+    CHECK_MESSAGE(turbo->param(absent) == nullptr, absent);
+  }
+  const ModelInfo* omni = c.find("klingai/video-v3-omni-720p-image-to-video");
+  CHECK(omni->param("shot_type")->enum_values.size() == 3);
+  CHECK(omni->param("elements")->max_items == 4u);
+  REQUIRE(omni->rules.size() == 2);
+  CHECK(omni->rules[1].kind == Rule::Kind::requires_value);
+
+  // The renamed motion control: both ids, the same parameters, the new defaults.
+  const ModelInfo* renamed = c.find("klingai/video-v2-6-motion-control");
+  const ModelInfo* former = c.find("klingai/video-v2-6-pro-motion-control");
+  REQUIRE(renamed);
+  REQUIRE(former);
+  CHECK(renamed->params.size() == former->params.size());
+  CHECK(renamed->price_usd == former->price_usd);
+  CHECK(renamed->param("character_orientation")->default_value == boost::json::value("video"));
+  CHECK(renamed->param("mode")->enum_values.size() == 2);
+}
+
+TEST_CASE("catalog: apply_route fills provider only where it belongs")
+{
+  const Catalog& c = shipped();
+  boost::json::object v3{{"model", "klingai/video-v3-pro-text-to-video"}, {"prompt", "p"}};
+  CHECK_FALSE(c.apply_route(v3, ""));                      // no route configured: nothing sent
+  CHECK_FALSE(v3.contains("provider"));
+  CHECK(c.apply_route(v3, "fal"));
+  CHECK(v3.at("provider") == "fal");
+  CHECK(requested_route(v3) == std::optional<std::string>("fal"));
+  CHECK_FALSE(c.apply_route(v3, "kling"));                 // the request's own choice wins
+  CHECK(v3.at("provider") == "fal");
+
+  boost::json::object turbo{{"model", "klingai/video-v3-turbo-pro-text-to-video"}, {"prompt", "p"}};
+  CHECK_FALSE(c.apply_route(turbo, "auto"));               // turbo has no provider field
+  CHECK_FALSE(turbo.contains("provider"));
+  CHECK_FALSE(requested_route(turbo));
+
+  boost::json::object unknown{{"model", "someone/else"}};
+  CHECK_FALSE(c.apply_route(unknown, "auto"));
+  CHECK_FALSE(unknown.contains("provider"));
+
+  // What apply_route adds validates.
+  boost::json::object omni{{"model", "klingai/video-v3-omni-1080p-text-to-video"}, {"prompt", "p"}};
+  CHECK(c.apply_route(omni, "klingai"));
+  CHECK(c.validate(omni, false).ok());
+}
+
+TEST_CASE("catalog: drift against the provider's model list")
+{
+  const Catalog& c = shipped();
+  const double v3_pro = *c.find("klingai/video-v3-pro-text-to-video")->price_usd;
+  // A canned GET /v1/models?include=pricing answer: every catalog model listed at its price,
+  // then a few deliberate differences.
+  boost::json::array data;
+  for (const auto& m : c.models()) {
+    if (m.id == "klingai/avatar-pro" || m.id == "klingai/video-v2-6-pro-motion-control") continue;
+    boost::json::object item{{"id", m.id}, {"aliases", boost::json::array{}}, {"type", "internal/video-generations/submit"}};
+    boost::json::object pricing{{"kind", "fixed"}, {"currency", "USD"},
+                                {"units", boost::json::array{boost::json::object{{"name", "second"}, {"price", *m.price_usd}, {"per", 1}}}}};
+    if (m.id == "klingai/video-v3-pro-text-to-video") {
+      pricing["units"] = boost::json::array{boost::json::object{{"unit", "second"}, {"price", v3_pro * 2}, {"per", 1}}};
+    }
+    if (m.id == "klingai/video-v3-omni-1080p-text-to-video") {
+      pricing = {{"kind", "variants"}, {"dimensions", boost::json::array{"generate_audio"}},
+                 {"variants", boost::json::array{
+                   boost::json::object{{"when", {{"generate_audio", false}}}, {"price", 0.10}, {"unit", "second"}, {"per", 1}},
+                   boost::json::object{{"when", {{"generate_audio", true}}}, {"price", 0.15}, {"unit", "second"}, {"per", 1}}}}};
+    }
+    if (m.id == "klingai/avatar-standard") pricing = {{"kind", "variable"}};
+    if (m.id == "klingai/video-v2-6-motion-control") item["aliases"] = boost::json::array{"klingai/video-v2-6-pro-motion-control"};
+    item["pricing"] = std::move(pricing);
+    data.push_back(std::move(item));
+  }
+  data.push_back(boost::json::object{{"id", "klingai/video-v4-pro-text-to-video"}, {"aliases", boost::json::array{}}});
+  data.push_back(boost::json::object{{"id", "openai/gpt-4o"}, {"aliases", boost::json::array{"gpt-4o"}}});
+  const std::string body = boost::json::serialize(boost::json::object{{"object", "list"}, {"data", std::move(data)}});
+
+  auto r = catalog_drift(c, body);
+  REQUIRE(r.ok());
+  std::map<std::string, CatalogDrift> by_model;
+  for (const auto& d : *r) by_model[d.model] = d;
+  CHECK(by_model.size() == r->size());
+  CHECK(by_model.size() == 5);
+  CHECK(by_model.at("klingai/avatar-pro").kind == CatalogDrift::Kind::missing);
+  CHECK(by_model.at("klingai/video-v2-6-pro-motion-control").kind == CatalogDrift::Kind::renamed);
+  CHECK(by_model.at("klingai/video-v2-6-pro-motion-control").detail.find("klingai/video-v2-6-motion-control") != std::string::npos);
+  CHECK(by_model.at("klingai/video-v3-pro-text-to-video").kind == CatalogDrift::Kind::price);
+  CHECK(by_model.at("klingai/video-v3-pro-text-to-video").detail == fmt::format("catalog ${:.4g}/s, provider ${:.4g}/s", v3_pro, v3_pro * 2));
+  CHECK(by_model.at("klingai/avatar-standard").kind == CatalogDrift::Kind::unpriced);
+  CHECK(by_model.at("klingai/video-v4-pro-text-to-video").kind == CatalogDrift::Kind::not_in_catalog);
+  CHECK(to_string(CatalogDrift::Kind::not_in_catalog) == "not_in_catalog");
+  // omni 1080p at 0.12 lies within the quoted 0.10..0.15: no drift.
+  CHECK(by_model.count("klingai/video-v3-omni-1080p-text-to-video") == 0);
+
+  CHECK_FALSE(catalog_drift(c, "{\"data\": 3}").ok());
+  CHECK_FALSE(catalog_drift(c, "not json").ok());
 }
 
 TEST_CASE("catalog: a minimal catalog with sets, family params and aliases")
@@ -249,6 +408,10 @@ TEST_CASE("catalog: a catalog with errors is refused naming the path of each")
     {catalog_with(R"("params": { "p": { "type": "string" } }, "price": { "usd_per_second": 1, "usd_per_video": 2 })"), "models[0].price: give exactly one of"},
     {catalog_with(R"("params": { "p": { "type": "string" } }, "duration_wire": "float")"), "models[0].duration_wire: must be one of integer, string"},
     {catalog_with(R"("params": { "p": { "any_of": [ { "type": "string" } ] } })"), "models[0].params.p.any_of: must be an array of at least 2"},
+    {catalog_with(R"("params": { "p": { "type": "string" } }, "rules": [ { "requires": "p", "field": "q", "equal": false } ])"),
+     "models[0].rules[0].field: names no parameter of this model (\"q\")"},
+    {catalog_with(R"("params": { "p": { "type": "string" }, "q": { "type": "boolean" } }, "rules": [ { "requires": "p", "field": "q" } ])"),
+     "models[0].rules[0].equal: required with requires"},
     {R"({ "version": 1, "models": [ { "id": "m", "kind": "avatar", "family": "universal", "params": { "p": { "type": "string" } } },
                                     { "id": "m", "kind": "avatar", "family": "universal", "params": { "p": { "type": "string" } } } ] })",
      "models[1].id: \"m\" is listed twice"},

@@ -29,6 +29,7 @@ TEST_CASE("config: defaults when no file is given")
   CHECK(r->socket.path == "/run/klingd/klingd.sock");
   CHECK(r->socket.mode == 0660);
   CHECK(r->on_ambiguous_create == "fail");
+  CHECK(r->provider.route.empty()); // provider.route: none, the provider's own default applies
   CHECK(r->api_key.empty());
   CHECK(r->source == "(defaults)");
 }
@@ -38,7 +39,7 @@ TEST_CASE("config: a full file with comments and trailing commas")
   test::ScratchDir dir;
   const auto path = dir.write("klingd.jsonc", R"({
     // comments are allowed
-    "provider": { "base_url": "http://127.0.0.1:9000/", "max_in_flight": 3, "creates_per_minute": 0.5, },
+    "provider": { "base_url": "http://127.0.0.1:9000/", "max_in_flight": 3, "creates_per_minute": 0.5, "route": "fal", },
     "poll": { "initial_s": 0.2, "factor": 2, "max_s": 1.5, "jitter": 0 },
     /* block comment */
     "retry": { "max_attempts": 4, "base_s": 0.1, "max_s": 2 },
@@ -57,6 +58,7 @@ TEST_CASE("config: a full file with comments and trailing commas")
   CHECK(r->provider.base_url == "http://127.0.0.1:9000"); // trailing slash trimmed
   CHECK(r->provider.max_in_flight == 3);
   CHECK(r->provider.creates_per_minute == doctest::Approx(0.5));
+  CHECK(r->provider.route == "fal");
   CHECK(r->poll.initial_s == doctest::Approx(0.2));
   CHECK(r->poll.max_s == doctest::Approx(1.5));
   CHECK(r->retry.max_attempts == 4);
@@ -91,6 +93,8 @@ TEST_CASE("config: errors name the file and the key")
     {R"({"provider": {"base_url": "ftp://x"}})", "provider.base_url: must be an http or https URL"},
     {R"({"provider": {"base_url": "not a url"}})", "provider.base_url: is not an absolute URL"},
     {R"({"provider": 5})", "provider: must be an object"},
+    {R"({"provider": {"route": "replicate"}})", "provider.route: must be one of \"\", \"kling\", \"klingai\", \"fal\", \"auto\" (got \"replicate\")"},
+    {R"({"provider": {"route": true}})", "provider.route: must be a string"},
     {R"({"download": {"allow_http": "yes"}})", "download.allow_http: must be true or false"},
     {R"({"socket": {"mode": 660}})", "socket.mode: must be an octal string"},
     {R"({"socket": {"mode": "0999"}})", "socket.mode: must be an octal string"},

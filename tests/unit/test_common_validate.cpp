@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <string>
 
@@ -172,7 +173,8 @@ TEST_CASE("validate: valid requests across kinds")
   const std::string jpeg = data_uri("jpeg", k_jpeg);
   const std::string webp = data_uri("webp", k_webp);
   accept(R"({"model": "kling-video/v1.6/pro/text-to-video", "prompt": "p", "camera_control": "down_back",
-             "advanced_camera_control": {"movement_type": "zoom", "movement_value": -10}, "provider": "fal"})");
+             "advanced_camera_control": {"movement_type": "zoom", "movement_value": -10}})");
+  accept(R"({"model": "klingai/v2-master-text-to-video", "prompt": "p", "provider": "fal"})");
   accept(R"({"model": "kling-video/v1/standard/image-to-video", "image_url": ")" + png + R"(", "tail_image_url": ")" + jpeg
          + R"(", "static_mask": ")" + webp + R"(", "dynamic_masks": [{"mask": "https://x.test/m.png", "trajectories": [{"x": 1, "y": 2}, {"x": 3, "y": 4}]}],
              "camera_control": {"type": "simple", "config": {"zoom": 5, "pan": -2.5}}})");
@@ -233,7 +235,8 @@ TEST_CASE("validate: bad requests are rejected naming the field")
     {"{" + v1 + R"(, "cfg_scale": -0.1})", "request.cfg_scale", "must be between 0 and 1"},
     {"{" + v1 + R"(, "cfg_scale": "0.5"})", "request.cfg_scale", "must be a number (got a string)"},
     {"{" + v1 + R"(, "foo": 1})", "request.foo", "unknown field for model kling-video/v1/pro/text-to-video (allowed: model, "},
-    {"{" + v1 + R"(, "provider": "fal"})", "request.provider", "unknown field"}, // universal-only field on a legacy model
+    {"{" + v1 + R"(, "provider": "fal"})", "request.provider", "unknown field"}, // not in the v1 schema
+    {R"({"model": "kling-video/v1.6/pro/text-to-video", "prompt": "p", "provider": "fal"})", "request.provider", "unknown field"},
     {"{" + v1 + R"(, "camera_control": "spin"})", "request.camera_control", "must be one of down_back, forward_up"},
     {"{" + v1 + R"(, "advanced_camera_control": {"movement_type": "spin", "movement_value": 1}})",
      "request.advanced_camera_control.movement_type", "must be one of horizontal, vertical, pan, tilt, roll, zoom"},
@@ -310,6 +313,169 @@ TEST_CASE("validate: bad requests are rejected naming the field")
     std::string all;
     for (const auto& e : errors) all += to_string(e) + "\n";
     CHECK_MESSAGE(found, "wanted ", c.field, ": …", c.message, "…\ngot:\n", all);
+  }
+}
+
+namespace {
+
+struct Row
+{
+  std::string body;
+  std::string field;   // empty: accepted
+  std::string message; // a substring of the message
+};
+
+void check_rows(const std::vector<Row>& rows)
+{
+  for (const auto& row : rows) {
+    CAPTURE(row.body.substr(0, 300));
+    auto r = catalog().validate(json::parse(row.body), false);
+    std::string all;
+    if (!r.ok()) {
+      for (const auto& e : r.error()) all += to_string(e) + "\n";
+    }
+    if (row.field.empty()) {
+      CHECK_MESSAGE(r.ok(), all);
+      continue;
+    }
+    REQUIRE_FALSE(r.ok());
+    bool found = false;
+    for (const auto& e : r.error()) {
+      found = found || (e.field == row.field && e.message.find(row.message) != std::string::npos);
+    }
+    CHECK_MESSAGE(found, "wanted ", row.field, ": …", row.message, "…\ngot:\n", all);
+  }
+}
+
+std::string m(std::string_view id, std::string_view rest)
+{
+  return fmt::format(R"({{"model": "{}", {}}})", id, rest);
+}
+
+} // namespace
+
+TEST_CASE("validate: v3 turbo models, one row per documented parameter")
+{
+  const std::string shots = R"("multi_prompt": [{"prompt": "a fox wakes", "duration": 4}, {"prompt": "it runs", "duration": "3"}, {"prompt": "it sleeps"}])";
+  const std::string img = R"("image_url": "https://x.test/a.png")";
+  std::vector<Row> rows;
+  for (const char* t2v : {"klingai/video-v3-standard-turbo-text-to-video", "klingai/video-v3-turbo-pro-text-to-video"}) {
+    rows.push_back({m(t2v, R"("prompt": "p")"), "", ""});
+    rows.push_back({m(t2v, R"("prompt": ")" + std::string(3072, 'x') + R"(", "duration": 15, "aspect_ratio": "9:16")"), "", ""});
+    rows.push_back({m(t2v, shots + R"(, "duration": "10", "aspect_ratio": "1:1")"), "", ""});
+    rows.push_back({m(t2v, R"("prompt": ")" + std::string(3073, 'x') + R"(")"), "request.prompt", "at most 3072 characters (got 3073)"});
+    rows.push_back({m(t2v, R"("prompt": "p", )" + shots), "request", "give exactly one of prompt or multi_prompt (got more than one)"});
+    rows.push_back({m(t2v, R"("duration": 5)"), "request", "give exactly one of prompt or multi_prompt (got none)"});
+    rows.push_back({m(t2v, R"("multi_prompt": ["a", "b"])"), "request.multi_prompt[0]", "must be an object (got a string)"});
+    rows.push_back({m(t2v, R"("multi_prompt": [])"), "request.multi_prompt", "between 1 and 6 items (got 0)"});
+    rows.push_back({m(t2v, R"("multi_prompt": [{"prompt":"a"},{"prompt":"a"},{"prompt":"a"},{"prompt":"a"},{"prompt":"a"},{"prompt":"a"},{"prompt":"a"}])"),
+                    "request.multi_prompt", "between 1 and 6 items (got 7)"});
+    rows.push_back({m(t2v, R"("multi_prompt": [{"duration": 3}])"), "request.multi_prompt[0].prompt", "required"});
+    rows.push_back({m(t2v, R"("multi_prompt": [{"prompt": "a", "duration": 16}])"), "request.multi_prompt[0].duration", "between 1 and 15 (got 16)"});
+    rows.push_back({m(t2v, R"("multi_prompt": [{"prompt": "a", "duration": 0}])"), "request.multi_prompt[0].duration", "between 1 and 15 (got 0)"});
+    rows.push_back({m(t2v, R"("multi_prompt": [{"prompt": ")" + std::string(3073, 'y') + R"("}])"), "request.multi_prompt[0].prompt", "at most 3072"});
+    rows.push_back({m(t2v, R"("multi_prompt": [{"prompt": "a", "camera": "pan"}])"), "request.multi_prompt[0].camera", "unknown field (allowed: prompt, duration)"});
+    rows.push_back({m(t2v, R"("prompt": "p", "duration": 2)"), "request.duration", "between 3 and 15 (got 2)"});
+    rows.push_back({m(t2v, R"("prompt": "p", "duration": 16)"), "request.duration", "between 3 and 15 (got 16)"});
+    rows.push_back({m(t2v, R"("prompt": "p", "aspect_ratio": "4:3")"), "request.aspect_ratio", "must be one of 16:9, 9:16, 1:1"});
+    rows.push_back({m(t2v, R"("prompt": "p", )" + img), "request.image_url", "unknown field"});
+    for (const char* absent : {R"("negative_prompt": "n")", R"("cfg_scale": 0.5)", R"("generate_audio": false)",
+                               R"("shot_type": "customize")", R"("tail_image_url": "https://x.test/b.png")", R"("provider": "kling")"}) {
+      const std::string name = std::string(absent).substr(1, std::string(absent).find('"', 1) - 1);
+      rows.push_back({m(t2v, R"("prompt": "p", )" + std::string(absent)), "request." + name, "unknown field for model"});
+    }
+  }
+  for (const char* i2v : {"klingai/video-v3-standard-turbo-image-to-video", "klingai/video-v3-turbo-pro-image-to-video"}) {
+    rows.push_back({m(i2v, img + R"(, "prompt": "p", "duration": 3)"), "", ""});
+    rows.push_back({m(i2v, img + ", " + shots), "", ""});
+    rows.push_back({m(i2v, R"("prompt": "p")"), "request.image_url", "required"});
+    rows.push_back({m(i2v, R"("prompt": "p", "image_url": "http://x.test/a.png")"), "request.image_url", "http URLs are refused"});
+    rows.push_back({m(i2v, img + R"(, "prompt": "p", "aspect_ratio": "16:9")"), "request.aspect_ratio", "unknown field"});
+    rows.push_back({m(i2v, img + R"(, "prompt": "p", "tail_image_url": "https://x.test/b.png")"), "request.tail_image_url", "unknown field"});
+    rows.push_back({m(i2v, img + R"(, "prompt": "p", "elements": [])"), "request.elements", "unknown field"});
+    rows.push_back({m(i2v, img), "request", "give exactly one of prompt or multi_prompt"});
+  }
+  check_rows(rows);
+  // Sent as given, durations typed as integers.
+  CHECK(json::serialize(accept(m("klingai/video-v3-turbo-pro-text-to-video", shots)))
+        == R"({"model":"klingai/video-v3-turbo-pro-text-to-video","multi_prompt":[{"prompt":"a fox wakes","duration":4},{"prompt":"it runs","duration":3},{"prompt":"it sleeps"}]})");
+}
+
+TEST_CASE("validate: v3 omni models, one row per documented parameter")
+{
+  const std::string img = R"("image_url": "https://x.test/a.png")";
+  std::vector<Row> rows;
+  for (const char* id : {"klingai/video-v3-omni-720p-text-to-video", "klingai/video-v3-omni-1080p-text-to-video",
+                         "klingai/video-v3-omni-720p-image-to-video", "klingai/video-v3-omni-1080p-image-to-video"}) {
+    const bool i2v = std::string_view(id).find("image-to-video") != std::string_view::npos;
+    const std::string base = i2v ? img + ", " : std::string();
+    rows.push_back({m(id, base + R"("prompt": "p")"), "", ""});
+    rows.push_back({m(id, base + R"("multi_prompt": ["a", "b"], "duration": 15, "shot_type": "intelligence", "generate_audio": true,
+                      "negative_prompt": "blur", "cfg_scale": 1, "provider": "auto")"), "", ""});
+    for (const char* p : {"kling", "klingai", "fal", "auto"}) {
+      rows.push_back({m(id, base + R"("prompt": "p", "provider": ")" + std::string(p) + "\""), "", ""});
+    }
+    for (const char* shot : {"customize", "intelligent", "intelligence"}) {
+      rows.push_back({m(id, base + R"("prompt": "p", "shot_type": ")" + std::string(shot) + "\""), "", ""});
+    }
+    rows.push_back({m(id, base + R"("prompt": "p", "provider": "replicate")"), "request.provider", "must be one of kling, klingai, fal, auto"});
+    rows.push_back({m(id, base + R"("prompt": "p", "provider": "KLING")"), "request.provider", "must be one of kling, klingai, fal, auto"});
+    rows.push_back({m(id, base + R"("prompt": "p", "shot_type": "auto")"), "request.shot_type", "must be one of customize, intelligent, intelligence"});
+    rows.push_back({m(id, base + R"("prompt": "p", "duration": 2)"), "request.duration", "between 3 and 15 (got 2)"});
+    rows.push_back({m(id, base + R"("prompt": "p", "cfg_scale": 1.1)"), "request.cfg_scale", "between 0 and 1"});
+    rows.push_back({m(id, base + R"("prompt": "p", "generate_audio": 1)"), "request.generate_audio", "must be a boolean"});
+    rows.push_back({m(id, base + R"("multi_prompt": [{"prompt": "a"}])"), "request.multi_prompt[0]", "must be a string (got an object)"});
+    rows.push_back({m(id, base + R"("prompt": "p", "multi_prompt": ["a"])"), "request", "got more than one"});
+    rows.push_back({m(id, base + R"("prompt": "p", "mode": "pro")"), "request.mode", "unknown field"});
+    if (i2v) {
+      rows.push_back({m(id, img + R"(, "prompt": "p", "generate_audio": false, "tail_image_url": "https://x.test/b.png",
+                        "elements": [{"frontal_image_url": "https://x.test/f.png", "reference_image_urls": ["https://x.test/r1.png", "https://x.test/r2.png"]},
+                                     {"video_url": "https://x.test/e.mp4"}])"), "", ""});
+      rows.push_back({m(id, R"("prompt": "p")"), "request.image_url", "required"});
+      rows.push_back({m(id, img + R"(, "prompt": "p", "tail_image_url": "https://x.test/b.png")"), "request.tail_image_url",
+                      "is allowed only with generate_audio false (got true, its default)"});
+      rows.push_back({m(id, img + R"(, "prompt": "p", "generate_audio": true, "tail_image_url": "https://x.test/b.png")"), "request.tail_image_url",
+                      "is allowed only with generate_audio false (got true)"});
+      rows.push_back({m(id, img + R"(, "prompt": "p", "elements": [{}, {}, {}, {}, {}])"), "request.elements", "at most 4 items (got 5)"});
+      rows.push_back({m(id, img + R"(, "prompt": "p", "elements": [{"reference_image_urls": []}])"), "request.elements[0].reference_image_urls",
+                      "between 1 and 4 items (got 0)"});
+      rows.push_back({m(id, img + R"(, "prompt": "p", "elements": [{"reference_image_urls": ["https://x.test/1.png", "https://x.test/2.png", "https://x.test/3.png", "https://x.test/4.png", "https://x.test/5.png"]}])"),
+                      "request.elements[0].reference_image_urls", "between 1 and 4 items (got 5)"});
+      rows.push_back({m(id, img + R"(, "prompt": "p", "elements": [{"video_url": "http://x.test/e.mp4"}])"), "request.elements[0].video_url", "http URLs are refused"});
+      rows.push_back({m(id, img + R"(, "prompt": "p", "elements": [{"colour": "red"}])"), "request.elements[0].colour",
+                      "unknown field (allowed: reference_image_urls, frontal_image_url, video_url)"});
+      rows.push_back({m(id, img + R"(, "prompt": "p", "aspect_ratio": "16:9")"), "request.aspect_ratio", "unknown field"});
+    } else {
+      rows.push_back({m(id, R"("prompt": "p", "aspect_ratio": "9:16")"), "", ""});
+      rows.push_back({m(id, R"("prompt": "p", "aspect_ratio": "4:3")"), "request.aspect_ratio", "must be one of 16:9, 9:16, 1:1"});
+      rows.push_back({m(id, R"("prompt": "p", )" + img), "request.image_url", "unknown field"});
+      rows.push_back({m(id, R"("prompt": "p", "tail_image_url": "https://x.test/b.png")"), "request.tail_image_url", "unknown field"});
+      rows.push_back({m(id, R"("prompt": "p", "elements": [])"), "request.elements", "unknown field"});
+    }
+  }
+  check_rows(rows);
+}
+
+TEST_CASE("validate: motion control under both ids, mode and orientation")
+{
+  const std::string base = R"("image_url": "https://x.test/a.png", "video_url": "https://x.test/v.mp4")";
+  std::vector<Row> rows;
+  for (const char* id : {"klingai/video-v2-6-motion-control", "klingai/video-v2-6-pro-motion-control", "klingai/video-v3-motion-control"}) {
+    rows.push_back({m(id, base), "", ""});
+    rows.push_back({m(id, base + R"(, "prompt": "a stage", "character_orientation": "image", "keep_audio": false, "mode": "std")"), "", ""});
+    rows.push_back({m(id, base + R"(, "character_orientation": "video", "mode": "pro")"), "", ""});
+    rows.push_back({m(id, base + R"(, "mode": "fast")"), "request.mode", "must be one of std, pro"});
+    rows.push_back({m(id, base + R"(, "character_orientation": "left")"), "request.character_orientation", "must be one of image, video"});
+    rows.push_back({m(id, base + R"(, "keep_audio": "yes")"), "request.keep_audio", "must be a boolean"});
+    rows.push_back({m(id, base + R"(, "duration": 5)"), "request.duration", "unknown field"});
+    rows.push_back({m(id, base + R"(, "provider": "fal")"), "request.provider", "unknown field"});
+    rows.push_back({m(id, R"("image_url": "https://x.test/a.png")"), "request.video_url", "required"});
+    rows.push_back({m(id, R"("video_url": "https://x.test/v.mp4")"), "request.image_url", "required"});
+  }
+  check_rows(rows);
+  // The id the user sent is the id that is sent.
+  for (const char* id : {"klingai/video-v2-6-motion-control", "klingai/video-v2-6-pro-motion-control"}) {
+    CHECK(accept(m(id, base)).at("model") == id);
   }
 }
 

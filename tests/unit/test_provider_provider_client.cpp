@@ -209,3 +209,111 @@ TEST_CASE("provider: request-log costs that are not a possible charge are no fig
   CHECK(page->rows[4].usd == doctest::Approx(0.25));
   CHECK(page->rows[4].credits == 525000);
 }
+
+TEST_CASE("provider: a 429 that speaks of the account is an account problem, a plain 429 is not")
+{
+  const char* account_bodies[] = {
+    R"({"message":"Insufficient balance: not enough credits for this request","statusCode":429})",
+    R"({"message":"Your account is in arrears","statusCode":429})",
+    R"({"message":"Resource pack depleted or expired","statusCode":"429"})",
+    R"({"error":{"message":"You have run out of CREDITS, please top up"}})",
+    R"({"code":1102,"message":"Account exception"})",
+    R"({"code":"1101","message":"request refused"})",
+  };
+  for (const char* body : account_bodies) {
+    CAPTURE(body);
+    CHECK(classify_create(resp(429, body)).outcome.cls == CallClass::account);
+    CHECK(classify_poll(resp(429, body)).outcome.cls == CallClass::account);
+  }
+  const char* plain_bodies[] = {
+    "{}",
+    R"({"message":"Too many requests","statusCode":429})",
+    R"({"code":1303,"message":"Concurrency limit reached, try again later"})",
+    "rate limited",
+  };
+  for (const char* body : plain_bodies) {
+    CAPTURE(body);
+    CHECK(classify_create(resp(429, body)).outcome.cls == CallClass::safe_retry);
+    CHECK(classify_poll(resp(429, body)).outcome.cls == CallClass::transient);
+  }
+  // The words only turn a 429 into an account problem; other statuses keep their class.
+  CHECK(classify_create(resp(400, R"({"message":"credits field is invalid"})")).outcome.cls == CallClass::job_error);
+  CHECK(classify_create(resp(503, R"({"message":"balance service down"})")).outcome.cls == CallClass::safe_retry);
+  CHECK(speaks_of_account("Insufficient Balance"));
+  CHECK_FALSE(speaks_of_account("Too many requests"));
+}
+
+TEST_CASE("provider: meta.usage and the serving route in a status")
+{
+  auto st = parse_status(R"({"id":"g","status":"completed","video":{"url":"https://cdn.test/v.mp4"},"error":null,
+                            "meta":{"usage":{"credits_used":120000,"usd_spent":0.06}},"model":"klingai/x","provider":"FAL"})");
+  REQUIRE(st);
+  CHECK(st->usage_usd == doctest::Approx(0.06));
+  CHECK(st->usage_credits == 120000);
+  CHECK(st->served_by == "fal");
+  // meta.provider when there is no top-level one; a decimal string for usd; no usage at all.
+  auto nested = parse_status(R"({"status":"completed","video":{"url":"https://cdn.test/v.mp4"},
+                                "meta":{"provider":"kling","usage":{"credits_used":1,"usd_spent":"0.5"}}})");
+  REQUIRE(nested);
+  CHECK(nested->served_by == "kling");
+  CHECK(nested->usage_usd == doctest::Approx(0.5));
+  auto bare = parse_status(R"({"status":"generating","meta":null})");
+  REQUIRE(bare);
+  CHECK_FALSE(bare->usage_usd);
+  CHECK_FALSE(bare->usage_credits);
+  CHECK_FALSE(bare->served_by);
+  // Figures that are no possible charge are no figure.
+  for (const char* usage : {R"({"credits_used":-1,"usd_spent":-0.5})", R"({"credits_used":1.5e300,"usd_spent":"nan"})",
+                            R"({"credits_used":"7","usd_spent":1e300})", R"({"credits_used":null,"usd_spent":[1]})"}) {
+    CAPTURE(usage);
+    auto odd = parse_status(fmt::format(R"({{"status":"completed","meta":{{"usage":{}}}}})", usage));
+    REQUIRE(odd);
+    CHECK_FALSE(odd->usage_usd);
+    CHECK_FALSE(odd->usage_credits);
+  }
+}
+
+TEST_CASE("provider: balance and transaction pages")
+{
+  auto b = parse_balance(R"({"current_balance":123.45,"currency":"USD"})");
+  REQUIRE(b);
+  CHECK(b->usd == doctest::Approx(123.45));
+  CHECK(b->currency == "USD");
+  CHECK(parse_balance(R"({"current_balance":-2.5})")->usd == doctest::Approx(-2.5)); // arrears
+  CHECK(parse_balance(R"({"current_balance":"7.25"})")->usd == doctest::Approx(7.25));
+  CHECK_FALSE(parse_balance(R"({"currency":"USD"})"));
+  CHECK_FALSE(parse_balance(R"({"current_balance":"lots"})"));
+  CHECK_FALSE(parse_balance("[]"));
+  CHECK_FALSE(parse_balance("nope"));
+
+  auto t = parse_transactions(R"({"data":[
+      {"created_at":"2026-08-17T10:00:00.000Z","direction":"TOPUP","type":"REFUND","amount":{"usd":0.6,"credits":1200000},
+       "model":"klingai/video-v3-pro-text-to-video","reference_id":"V1StGXR8Z5jdHi6BmyT8k"},
+      {"created_at":"2026-08-17T09:59:00.000Z","direction":"CHARGE","type":"MODEL_USAGE","amount":{"usd":0.6,"credits":1200000},
+       "model":"klingai/video-v3-pro-text-to-video","reference_id":"V1StGXR8Z5jdHi6BmyT8k"},
+      {"created_at":"2026-08-01T00:00:00.000Z","direction":"TOPUP","type":"PAYMENT","amount":{"usd":-5,"credits":1.5},
+       "model":null,"reference_id":null},
+      {"direction":"CHARGE"},
+      "junk"],
+    "pagination":{"next_cursor":"eyJ2IjoxfQ","has_more":true}})");
+  REQUIRE(t);
+  REQUIRE(t->rows.size() == 3);
+  CHECK(t->rows[0].type == "REFUND");
+  CHECK(t->rows[0].direction == "TOPUP");
+  CHECK(t->rows[0].reference_id == "V1StGXR8Z5jdHi6BmyT8k");
+  CHECK(t->rows[0].usd == doctest::Approx(0.6));
+  CHECK(t->rows[1].type == "MODEL_USAGE");
+  CHECK(t->rows[1].credits == 1200000);
+  CHECK(t->rows[1].created_at == "2026-08-17T09:59:00.000Z");
+  CHECK_FALSE(t->rows[2].usd);     // negative: no figure
+  CHECK_FALSE(t->rows[2].credits); // fractional credits: no figure
+  CHECK_FALSE(t->rows[2].model);
+  CHECK(t->next_cursor == "eyJ2IjoxfQ");
+  CHECK(t->has_more);
+  auto last = parse_transactions(R"({"data":[],"pagination":{"next_cursor":null,"has_more":true}})");
+  REQUIRE(last);
+  CHECK_FALSE(last->next_cursor);
+  CHECK_FALSE(last->has_more); // no cursor to go on with
+  CHECK_FALSE(parse_transactions(R"({"rows":[]})"));
+  CHECK_FALSE(parse_transactions("{"));
+}
