@@ -76,6 +76,9 @@ int main(int argc, char** argv)
   auto* resume = app.add_subcommand("resume", "dispatch again");
   auto* models = app.add_subcommand("models", "the models klingd accepts");
   auto* cost = app.add_subcommand("cost", "what the videos cost, by day, model, batch and label");
+  bool prune_dry_run = false;
+  auto* prune = app.add_subcommand("prune", "prune finished jobs older than store.retention says, now");
+  prune->add_flag("--dry-run", prune_dry_run, "only show what would be pruned");
   auto* dashboard = app.add_subcommand("dashboard", "print the web dashboard's address (with its access token)");
 
   try {
@@ -125,6 +128,9 @@ int main(int argc, char** argv)
     }
     if (*cost) {
       return cmd_cost(s);
+    }
+    if (*prune) {
+      return cmd_prune(s, prune_dry_run);
     }
     if (*dashboard) {
       return cmd_dashboard(s);

@@ -11,6 +11,7 @@
 #include "daemon/sd_notify.hpp"
 #include "daemon/store/group_commit.hpp"
 #include "daemon/store/job_store.hpp"
+#include "daemon/store/maintenance.hpp"
 #include "daemon/store/migrate.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -68,6 +69,11 @@ std::vector<std::string> restart_only_changes(const common::Config& a, const com
   if (a.models_file != b.models_file) out.push_back("models_file");
   if (a.dashboard.listen != b.dashboard.listen) out.push_back("dashboard.listen");
   if (a.store.synchronous != b.store.synchronous) out.push_back("store.synchronous");
+  if (a.store.retention.completed_days != b.store.retention.completed_days ||
+      a.store.retention.failed_days != b.store.retention.failed_days ||
+      a.store.retention.canceled_days != b.store.retention.canceled_days) {
+    out.push_back("store.retention");
+  }
   return out;
 }
 
@@ -111,6 +117,7 @@ int run_daemon(common::Config config, std::string config_path)
   Notifier events(io.get_executor());
   Metrics metrics;
   committer.on_committed = [&](std::vector<store::Event>&&) { events.notify(); };
+  store::Maintenance maintenance(io.get_executor(), committer, job_store, config.store.retention);
 
   engine::Engine engine(io.get_executor(), config, *catalog, job_store, committer, metrics);
   std::optional<dashboard::Access> dashboard_access;
@@ -137,6 +144,7 @@ int run_daemon(common::Config config, std::string config_path)
     }
   }
   server.start();
+  maintenance.start();
 
   asio::co_spawn(io, engine.start(), log::coroutine_failure_handler("engine.start"));
 
@@ -212,6 +220,7 @@ int run_daemon(common::Config config, std::string config_path)
             co_await t.async_wait(asio::use_awaitable);
           }
           watchdog.cancel();
+          maintenance.stop();
           signals.cancel();
           io.stop();
         },

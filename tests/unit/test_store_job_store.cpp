@@ -2,6 +2,7 @@
 #include "daemon/store/job_store.hpp"
 #include "daemon/store/migrate.hpp"
 #include "tests/unit/scratch.hpp"
+#include "tests/unit/store_fixture.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -16,24 +17,7 @@ using common::JobState;
 
 namespace {
 
-struct Fixture
-{
-  test::ScratchDir dir;
-  Db db{dir.file("klingd.db"), Db::Options{}};
-  JobStore store{db};
-  Fixture() { REQUIRE(migrate(db).ok()); }
-
-  // Runs fn in its own transaction, as the GroupCommitter would.
-  template <typename F>
-  auto write(F fn)
-  {
-    Transaction txn(db);
-    auto r = fn(store);
-    txn.commit();
-    store.take_pending_events();
-    return r;
-  }
-};
+using Fixture = test::StoreFixture;
 
 NewJob new_job(std::optional<std::string> key = std::nullopt, std::optional<std::string> output = std::nullopt)
 {

@@ -2,7 +2,7 @@
 // and that a pruned job's idempotency key still answers "duplicate".
 #include "daemon/store/maintenance.hpp"
 #include "daemon/store/migrate.hpp"
-#include "tests/unit/scratch.hpp"
+#include "tests/unit/store_fixture.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -28,22 +28,9 @@ NewJob job(std::optional<std::string> key, std::vector<std::pair<std::string, st
 // Everything finished before the year 9999 is prunable.
 const PruneCutoffs k_all{"9999-01-01T00:00:00.000Z", "9999-01-01T00:00:00.000Z", "9999-01-01T00:00:00.000Z"};
 
-struct RetentionFixture
+struct RetentionFixture : test::StoreFixture
 {
-  test::ScratchDir dir;
-  Db db{dir.file("klingd.db"), Db::Options{"normal", 5000}};
-  JobStore store{db};
-  RetentionFixture() { REQUIRE(migrate(db).ok()); }
-
-  template <typename F>
-  auto write(F fn)
-  {
-    Transaction txn(db);
-    auto r = fn(store);
-    txn.commit();
-    store.take_pending_events();
-    return r;
-  }
+  RetentionFixture() : StoreFixture(Db::Options{"normal", 5000}) {}
 
   InsertedJob insert(NewJob j) { return write([&](JobStore& s) { return s.insert_batch({j}); })->jobs[0]; }
 

@@ -3,7 +3,7 @@
 // truncates the WAL; another connection's reader never fails our commits.
 #include "daemon/store/job_store.hpp"
 #include "daemon/store/migrate.hpp"
-#include "tests/unit/scratch.hpp"
+#include "tests/unit/store_fixture.hpp"
 
 #include <doctest/doctest.h>
 #include <sqlite3.h>
@@ -46,25 +46,11 @@ NewJob job(std::string key)
   return j;
 }
 
-struct WalFixture
+struct WalFixture : test::StoreFixture
 {
-  test::ScratchDir dir;
-  std::string path = dir.file("klingd.db");
   // NORMAL: no fsync per commit, so thousands of commits take a second; the WAL
   // grows the same way as with FULL.
-  Db db{path, Db::Options{"normal", 5000}};
-  JobStore store{db};
-  WalFixture() { REQUIRE(migrate(db).ok()); }
-
-  template <typename F>
-  auto write(F fn)
-  {
-    Transaction txn(db);
-    auto r = fn(store);
-    txn.commit();
-    store.take_pending_events();
-    return r;
-  }
+  WalFixture() : StoreFixture(Db::Options{"normal", 5000}) {}
 
   // One job from submit to completed, with the reads the API and the engine do
   // in between. Returns the job id.
