@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""klingd benchmarks (issue 9): submit throughput, scale, download, restart.
+"""klingd benchmarks (issue 9): submit throughput, scale, download, restart; WAL size (issue 15).
 
     bench/run.sh                     # all of them, in a private network namespace when possible
     python3 bench/run.py --only submit,restart --repeat 3
+    python3 bench/run.py --only wal            # WAL size after 10,000 jobs against its bound
 
 Every figure is set against a baseline measured in the same run on the same machine (raw
 SQLite, fake-aimlapi's own CPU, curl, klingd on an empty store); the table gives the figure,
@@ -639,9 +640,62 @@ def bench_restart(repeat, jobs=10000, initial_s=2.0):
         shutil.rmtree(wd, ignore_errors=True)
 
 
+# --- 5. WAL size (issue 15) ------------------------------------------------------------------
+
+WAL_BOUND = 16 * MiB  # docs/operations.md, "Database files"
+
+
+def bench_wal(repeat, jobs=10000):
+    """Runs `jobs` jobs from submit to completed (each ~5 commits plus the API's reads) and
+    samples the -wal file meanwhile: its peak against the 16 MiB bound, and its size once
+    the store has been idle a few seconds (truncated to 0)."""
+    wd = workdir("wal")
+    fake = start_fake(wd, ["--queued-s", "0.01", "--generating-s", "0.05", "--idle-timeout-s", "600"], None)
+    d = None
+    try:
+        d = klingtest.Klingd(fake=fake, workdir=subdir(wd, "k"), config_overrides={
+            "provider": {"max_in_flight": 500, "creates_per_minute": 1000000, "request_timeout_s": 30},
+            "poll": {"initial_s": 0.05, "factor": 1.5, "max_s": 0.5, "jitter": 0.1, "slow_after_s": 3600, "slow_s": 1},
+            "download": {"allow_http": True, "max_concurrent": 16},
+        })
+        wal = d.db_path + "-wal"
+        peak = 0
+        t0 = time.monotonic()
+        chunk = 1000
+        for start in range(0, jobs, chunk):
+            submit_batch(d, min(chunk, jobs - start), start)
+            peak = max(peak, os.path.getsize(wal) if os.path.exists(wal) else 0)
+        while True:
+            st = klingd_status(d)
+            peak = max(peak, os.path.getsize(wal) if os.path.exists(wal) else 0)
+            done = sum(st["counts"].get(k, 0) for k in klingtest.TERMINAL)
+            if done >= jobs:
+                break
+            if time.monotonic() - t0 > 1800:
+                raise TimeoutError(f"{done}/{jobs} jobs done after 30 min")
+            time.sleep(0.2)
+        run_s = time.monotonic() - t0
+        completed = st["counts"].get("completed", 0)
+        time.sleep(5)  # idle: the daemon truncates the WAL
+        idle = os.path.getsize(wal) if os.path.exists(wal) else 0
+        db = os.path.getsize(d.db_path)
+        log(f"wal: {jobs} jobs in {run_s:.0f}s, WAL peak {peak / MiB:.1f} MiB, idle {idle} B, db {db / MiB:.1f} MiB")
+        add("wal", f"WAL size after {jobs:,} jobs (peak while running / idle)", f"{peak / MiB:.1f} MiB / {idle} B",
+            "bound", "16 MiB", fmt_ratio(peak / WAL_BOUND), "peak ≤ 16 MiB, idle 0", peak <= WAL_BOUND and idle == 0,
+            f"{completed:,} of {jobs:,} completed in {run_s:.0f} s; database file {db / MiB:.1f} MiB "
+            f"(before issue 15 the WAL only grew: 306 MB after 2,000 jobs)")
+    finally:
+        if d:
+            d.stop(check=False)
+            d.close()
+        fake.stop()
+        shutil.rmtree(wd, ignore_errors=True)
+
+
 # --- main ------------------------------------------------------------------------------------
 
-BENCHES = {"submit": bench_submit, "scale": bench_scale, "download": bench_download, "restart": bench_restart}
+BENCHES = {"submit": bench_submit, "scale": bench_scale, "download": bench_download, "restart": bench_restart,
+           "wal": bench_wal}
 
 
 def main():
@@ -662,7 +716,7 @@ def main():
     for name in args.only.split(","):
         log(f"--- {name}")
         try:
-            if name in ("scale", "restart"):
+            if name in ("scale", "restart", "wal"):
                 BENCHES[name](args.repeat, jobs=args.jobs)
             else:
                 BENCHES[name](args.repeat)

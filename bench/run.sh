@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs every klingd benchmark (bench/run.py) and prints the table.
-#   bench/run.sh [--only submit,scale,download,restart] [--repeat N] [--json FILE]
+#   bench/run.sh [--only submit,scale,download,restart,wal] [--repeat N] [--json FILE]
 # When it can (root or unprivileged user namespaces, and iproute2), it re-runs itself in a
 # private network namespace with only loopback up: the TCP connect counter (/proc/net/snmp
 # ActiveOpens) then counts klingd's connections alone, which is how TLS handshakes per 1,000

@@ -91,6 +91,18 @@ std::string format_uptime(double seconds)
   return fmt::format("{}m {}s", s / 60, s % 60);
 }
 
+// 4096 → "4.0 KiB", 0 → "0 B".
+std::string format_size(double bytes)
+{
+  static constexpr const char* k_units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  std::size_t u = 0;
+  while (bytes >= 1024 && u + 1 < std::size(k_units)) {
+    bytes /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{:.0f} B", bytes) : fmt::format("{:.1f} {}", bytes, k_units[u]);
+}
+
 } // namespace
 
 int cmd_ls(Session& s, const ListOptions& o)
@@ -293,6 +305,33 @@ int cmd_status(Session& s)
     counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", std::string_view(kv.key()), str(kv.value()));
   }
   std::cout << fmt::format("jobs:     {} (total {})\n", counts, field(o, "total"));
+  if (o.contains("db_bytes")) {
+    std::cout << fmt::format("store:    database {}, WAL {}\n", format_size(o.at("db_bytes").to_number<double>()),
+                             format_size(o.at("wal_bytes").to_number<double>()));
+  }
+  return k_exit_ok;
+}
+
+int cmd_prune(Session& s, bool dry_run)
+{
+  auto res = s.call_ok("POST", "/v1/prune", dry_run ? R"({"dry_run":true})" : R"({"dry_run":false})");
+  if (s.json()) {
+    std::cout << json::serialize(res) << '\n';
+    return k_exit_ok;
+  }
+  const auto& o = res.as_object();
+  std::string kept;
+  for (const auto& kv : o.at("retention").as_object()) {
+    kept += fmt::format("{}{} {}", kept.empty() ? "" : ", ", std::string_view(kv.key()),
+                        kv.value().is_null() ? std::string("forever") : str(kv.value()));
+  }
+  std::cout << fmt::format("retention: {}\n", kept);
+  std::cout << fmt::format("{} {} jobs (their rows, events, labels and attempts; {} idempotency keys kept as "
+                           "tombstones)\n",
+                           dry_run ? "would delete" : "deleted", field(o, "jobs_deleted"), field(o, "tombstones"));
+  std::cout << fmt::format("{} the history of {} completed jobs whose MP4 is still on disk\n",
+                           dry_run ? "would prune" : "pruned", field(o, "jobs_trimmed"));
+  std::cout << fmt::format("{} events in all\n", field(o, "events_deleted"));
   return k_exit_ok;
 }
 

@@ -102,6 +102,8 @@ int cmd_watch(Session& s, std::optional<long long> since);
 int cmd_status(Session& s);
 int cmd_pause(Session& s, const std::string& reason);
 int cmd_resume(Session& s);
+// POST /v1/prune: what store.retention lets go, now (or only counted, with dry_run).
+int cmd_prune(Session& s, bool dry_run);
 struct ModelsOptions
 {
   bool check = false;       // compare with the provider's GET /v1/models?include=pricing

@@ -81,6 +81,9 @@ int main(int argc, char** argv)
                    "AIMLAPI_KEY or $CREDENTIALS_DIRECTORY/aimlapi_key; AIMLAPI_BASE_URL overrides the address)");
   models->add_option("--pricing-file", mo.pricing_file, "with --check: compare with this saved answer instead of asking the provider");
   auto* cost = app.add_subcommand("cost", "what the videos cost, by day, model, batch and label");
+  bool prune_dry_run = false;
+  auto* prune = app.add_subcommand("prune", "prune finished jobs older than store.retention says, now");
+  prune->add_flag("--dry-run", prune_dry_run, "only show what would be pruned");
   auto* dashboard = app.add_subcommand("dashboard", "print the web dashboard's address (with its access token)");
 
   try {
@@ -130,6 +133,9 @@ int main(int argc, char** argv)
     }
     if (*cost) {
       return cmd_cost(s);
+    }
+    if (*prune) {
+      return cmd_prune(s, prune_dry_run);
     }
     if (*dashboard) {
       return cmd_dashboard(s);

@@ -114,6 +114,34 @@ KeyDef string_key(std::string_view name, Get ref, std::function<std::string(cons
     [=](const Config& c) -> json::value { return json::string(ref(const_cast<Config&>(c))); }};
 }
 
+// A number of days (at least 1: a job finished today still counts against today's
+// budget), or null for "keep forever".
+template <typename Get>
+KeyDef days_or_null_key(std::string_view name, Get ref)
+{
+  return KeyDef{
+    name,
+    [=](const json::value& v, Config& c) -> std::string {
+      if (v.is_null()) {
+        ref(c) = std::nullopt;
+        return {};
+      }
+      auto n = as_number(v);
+      if (!n || !std::isfinite(*n)) {
+        return fmt::format("must be a number of days or null for \"keep forever\" (got {})", json_kind_name(v));
+      }
+      if (*n < 1 || *n > 36500) {
+        return fmt::format("must be at least 1 and at most 36500 days, or null (got {})", show(v));
+      }
+      ref(c) = *n;
+      return {};
+    },
+    [=](const Config& c) -> json::value {
+      const auto& d = ref(const_cast<Config&>(c));
+      return d ? json::value(*d) : json::value(nullptr);
+    }};
+}
+
 template <typename Get>
 KeyDef bool_key(std::string_view name, Get ref)
 {
@@ -219,6 +247,9 @@ const std::vector<KeyDef>& key_defs()
     d.push_back(string_key("store.db", [](Config& c) -> auto& { return c.store.db; }));
     d.push_back(string_key("store.videos_dir", [](Config& c) -> auto& { return c.store.videos_dir; }));
     d.push_back(string_key("store.synchronous", [](Config& c) -> auto& { return c.store.synchronous; }, one_of({"full", "normal", "extra"})));
+    d.push_back(days_or_null_key("store.retention.completed_days", [](Config& c) -> auto& { return c.store.retention.completed_days; }));
+    d.push_back(days_or_null_key("store.retention.failed_days", [](Config& c) -> auto& { return c.store.retention.failed_days; }));
+    d.push_back(days_or_null_key("store.retention.canceled_days", [](Config& c) -> auto& { return c.store.retention.canceled_days; }));
     d.push_back(string_key("socket.path", [](Config& c) -> auto& { return c.socket.path; }));
     d.push_back(KeyDef{
       "socket.mode",

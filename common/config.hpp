@@ -70,6 +70,15 @@ struct Config
     std::string db;
     std::string videos_dir;
     std::string synchronous = "full";
+    // Days a terminal job is kept after it finished; nullopt: forever (the default).
+    // What pruning removes is in docs/operations.md, "Retention".
+    struct Retention
+    {
+      std::optional<double> completed_days;
+      std::optional<double> failed_days;
+      std::optional<double> canceled_days;
+      bool any() const { return completed_days || failed_days || canceled_days; }
+    } retention;
   } store;
   struct Socket
   {

@@ -12,6 +12,7 @@
 #include "daemon/sd_notify.hpp"
 #include "daemon/store/group_commit.hpp"
 #include "daemon/store/job_store.hpp"
+#include "daemon/store/maintenance.hpp"
 #include "daemon/store/migrate.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -69,6 +70,11 @@ std::vector<std::string> restart_only_changes(const common::Config& a, const com
   if (a.models_file != b.models_file) out.push_back("models_file");
   if (a.dashboard.listen != b.dashboard.listen) out.push_back("dashboard.listen");
   if (a.store.synchronous != b.store.synchronous) out.push_back("store.synchronous");
+  if (a.store.retention.completed_days != b.store.retention.completed_days ||
+      a.store.retention.failed_days != b.store.retention.failed_days ||
+      a.store.retention.canceled_days != b.store.retention.canceled_days) {
+    out.push_back("store.retention");
+  }
   return out;
 }
 
@@ -112,6 +118,7 @@ int run_daemon(common::Config config, std::string config_path)
   Notifier events(io.get_executor());
   Metrics metrics;
   committer.on_committed = [&](std::vector<store::Event>&&) { events.notify(); };
+  store::Maintenance maintenance(io.get_executor(), committer, job_store, config.store.retention);
 
   // The engine opens the provider's TLS context: a provider.ca_file that cannot be loaded is a
   // start-up error, said as such.
@@ -147,6 +154,7 @@ int run_daemon(common::Config config, std::string config_path)
     }
   }
   server.start();
+  maintenance.start();
 
   asio::co_spawn(io, engine.start(), log::coroutine_failure_handler("engine.start"));
 
@@ -222,6 +230,7 @@ int run_daemon(common::Config config, std::string config_path)
             co_await t.async_wait(asio::use_awaitable);
           }
           watchdog.cancel();
+          maintenance.stop();
           signals.cancel();
           io.stop();
         },

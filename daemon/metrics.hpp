@@ -38,6 +38,9 @@ public:
   // Recorded spend (what the provider's headers or request log said), in total.
   prometheus::Gauge& spent_usd();
   prometheus::Gauge& spent_credits();
+  // Sizes of the database file and of its write-ahead log (bounded: docs/operations.md).
+  prometheus::Gauge& db_bytes();
+  prometheus::Gauge& wal_bytes();
 
   // Prometheus text exposition format (version 0.0.4).
   std::string serialize() const;
@@ -56,6 +59,8 @@ private:
   prometheus::Family<prometheus::Gauge>& m_paused;
   prometheus::Family<prometheus::Gauge>& m_spent_usd;
   prometheus::Family<prometheus::Gauge>& m_spent_credits;
+  prometheus::Family<prometheus::Gauge>& m_db_bytes;
+  prometheus::Family<prometheus::Gauge>& m_wal_bytes;
 };
 
 } // namespace klingd

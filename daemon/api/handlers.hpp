@@ -20,6 +20,7 @@ boost::asio::awaitable<Response> handle_status(ApiContext ctx, Request req, Path
 boost::asio::awaitable<Response> handle_pause(ApiContext ctx, Request req, PathParams params);
 boost::asio::awaitable<Response> handle_resume(ApiContext ctx, Request req, PathParams params);
 boost::asio::awaitable<Response> handle_metrics(ApiContext ctx, Request req, PathParams params);
+boost::asio::awaitable<Response> handle_prune(ApiContext ctx, Request req, PathParams params);
 boost::asio::awaitable<Response> handle_models(ApiContext ctx, Request req, PathParams params);
 
 // handlers_cost.cpp

@@ -1,4 +1,4 @@
-// Handlers for the daemon as a whole: events, status, pause/resume, metrics, models.
+// Handlers for the daemon as a whole: events, status, pause/resume, metrics, prune, models.
 #include "common/catalog.hpp"
 #include "common/config.hpp"
 #include "common/log.hpp"
@@ -8,6 +8,7 @@
 #include "daemon/api/json_codec.hpp"
 #include "daemon/engine/engine.hpp"
 #include "daemon/metrics.hpp"
+#include "daemon/store/maintenance.hpp"
 
 #include <boost/json/parse.hpp>
 #include <fmt/format.h>
@@ -18,6 +19,19 @@ namespace klingd::api {
 
 namespace asio = boost::asio;
 namespace json = boost::json;
+
+namespace {
+// store.retention as the API shows it: days per final state, null for forever.
+json::object retention_json(const common::Config::Store::Retention& r)
+{
+  json::object o;
+  for (const auto& [name, days] : {std::pair{"completed_days", r.completed_days}, std::pair{"failed_days", r.failed_days},
+                                   std::pair{"canceled_days", r.canceled_days}}) {
+    o[name] = days ? json::value(*days) : json::value(nullptr);
+  }
+  return o;
+}
+} // namespace
 
 asio::awaitable<Response> handle_events(ApiContext ctx, Request req, PathParams)
 {
@@ -72,6 +86,10 @@ asio::awaitable<Response> handle_status(ApiContext ctx, Request, PathParams)
   o["videos_dir"] = ctx.config.store.videos_dir;
   o["provider"] = ctx.config.provider.base_url;
   o["last_event_seq"] = ctx.store.last_event_seq();
+  const auto sizes = ctx.store.db().file_sizes();
+  o["db_bytes"] = sizes.db_bytes;
+  o["wal_bytes"] = sizes.wal_bytes;
+  o["retention"] = retention_json(ctx.config.store.retention);
   co_return json_response(200, o);
 }
 
@@ -118,10 +136,44 @@ asio::awaitable<Response> handle_metrics(ApiContext ctx, Request, PathParams)
   const auto spent = ctx.store.cost_summary().total;
   ctx.metrics.spent_usd().Set(spent.usd);
   ctx.metrics.spent_credits().Set(static_cast<double>(spent.credits));
+  const auto sizes = ctx.store.db().file_sizes();
+  ctx.metrics.db_bytes().Set(static_cast<double>(sizes.db_bytes));
+  ctx.metrics.wal_bytes().Set(static_cast<double>(sizes.wal_bytes));
   Response res;
   res.content_type = "text/plain; version=0.0.4; charset=utf-8";
   res.body = ctx.metrics.serialize();
   co_return res;
+}
+
+asio::awaitable<Response> handle_prune(ApiContext ctx, Request req, PathParams)
+{
+  bool dry_run = false;
+  if (!req.body.empty()) {
+    boost::system::error_code ec;
+    auto v = json::parse(req.body, ec);
+    const json::value* d = ec || !v.is_object() ? nullptr : v.get_object().if_contains("dry_run");
+    if (ec || !v.is_object() || (d && !d->is_bool()) || v.get_object().size() != (d ? 1u : 0u)) {
+      co_return error_response(ApiError::bad_request, "the body must be empty or {\"dry_run\": true|false}");
+    }
+    dry_run = d && d->as_bool();
+  }
+  const auto& r = ctx.config.store.retention;
+  json::object o;
+  o["dry_run"] = dry_run;
+  o["retention"] = retention_json(r);
+  store::PruneStats stats;
+  if (r.any()) {
+    stats = co_await store::prune_all(ctx.committer, ctx.store, store::retention_cutoffs(r, now_utc()), dry_run);
+  }
+  if (!dry_run) {
+    log::info("api.prune", {{"jobs_deleted", stats.jobs_deleted}, {"jobs_trimmed", stats.jobs_trimmed},
+                            {"events_deleted", stats.events_deleted}, {"uid", req.peer.uid}});
+  }
+  o["jobs_deleted"] = stats.jobs_deleted;
+  o["jobs_trimmed"] = stats.jobs_trimmed;
+  o["events_deleted"] = stats.events_deleted;
+  o["tombstones"] = stats.tombstones;
+  co_return json_response(200, o);
 }
 
 asio::awaitable<Response> handle_models(ApiContext ctx, Request, PathParams)

@@ -33,6 +33,7 @@ const std::array k_routes{
   Route{"POST", "/v1/pause", handle_pause},
   Route{"POST", "/v1/resume", handle_resume},
   Route{"GET", "/metrics", handle_metrics},
+  Route{"POST", "/v1/prune", handle_prune},
   Route{"GET", "/v1/models", handle_models},
   Route{"GET", "/v1/cost", handle_cost},
   Route{"GET", "/v1/dashboard", dashboard::handle_info},

@@ -213,7 +213,7 @@ asio::awaitable<Response> handle_info(api::ApiContext ctx, Request, api::PathPar
 asio::awaitable<Response> handle_batches(api::ApiContext ctx, Request, api::PathParams)
 {
   // Read-only; uses the jobs_batch index, one group per (batch, state).
-  auto& st = ctx.store.db().prepare(
+  auto st = ctx.store.db().prepare(
     "SELECT b.id, b.created_at, j.state, count(j.id) FROM "
     "(SELECT id, created_at FROM batches ORDER BY created_at DESC, id DESC LIMIT 20) b "
     "LEFT JOIN jobs j ON j.batch = b.id GROUP BY b.id, j.state ORDER BY b.created_at DESC, b.id DESC");

@@ -4,6 +4,7 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <sqlite3.h>
 
 namespace klingd::store {
 
@@ -39,28 +40,54 @@ void GroupCommitter::flush()
   }
   std::vector<std::exception_ptr> results(ops.size());
   std::exception_ptr commit_error;
+  sqlite3* const handle = m_store.db().handle();
   try {
     Transaction txn(m_store.db());
     for (std::size_t i = 0; i < ops.size(); ++i) {
       const std::size_t events_before = m_store.pending_event_count();
+      bool fn_threw = false;
       try {
         Savepoint sp(m_store.db(), "w");
-        ops[i].fn(m_store);
+        try {
+          ops[i].fn(m_store);
+        } catch (...) {
+          fn_threw = true;
+          throw;
+        }
         sp.commit();
       } catch (...) {
         m_store.drop_pending_events_from(events_before);
         results[i] = std::current_exception();
       }
+      if (sqlite3_get_autocommit(handle)) {
+        // SQLite rolled the whole transaction back (an I/O error, a full disk on a
+        // statement without a journal): every write of the group before this one is
+        // gone, and running the rest now would commit each outside any transaction
+        // while its caller is told it failed. Fail them all without running them.
+        // The cause is the write's own error if it failed (SQLITE_FULL: 507 for all).
+        if (fn_threw) {
+          commit_error = results[i];
+        } else {
+          commit_error = std::make_exception_ptr(
+            SqliteError(SQLITE_ABORT, "sqlite: the transaction was rolled back by SQLite"));
+        }
+        break;
+      }
     }
-    txn.commit();
-    ++m_stats.commits;
-    m_stats.writes += ops.size();
+    if (commit_error) {
+      log::error("store.transaction_lost", {{"writes", ops.size()}});
+    } else {
+      txn.commit();
+      ++m_stats.commits;
+      m_stats.writes += ops.size();
+    }
   } catch (const std::exception& e) {
     log::error("store.commit_failed", {{"writes", ops.size()}, {"error", e.what()}});
     commit_error = std::current_exception();
-    m_store.take_pending_events();
   }
-  if (!commit_error) {
+  if (commit_error) {
+    m_store.take_pending_events();
+  } else {
     auto events = m_store.take_pending_events();
     if (on_committed && !events.empty()) {
       on_committed(std::move(events));

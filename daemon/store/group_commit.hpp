@@ -26,7 +26,9 @@ public:
   // transaction is committed (durable). Results travel through variables the
   // caller's lambda captures. If `fn` throws, its savepoint is rolled back and
   // the exception is rethrown here; if COMMIT fails, every write in the
-  // group gets the exception.
+  // group gets the exception. If SQLite rolls the whole transaction back
+  // during a write (I/O error, full disk), that write and every other in the
+  // group fail with its error and the writes after it are not run.
   boost::asio::awaitable<void> run(std::function<void(JobStore&)> fn);
 
   // Called after each commit with the events the group appended, in seq order.

@@ -5,6 +5,8 @@
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include <filesystem>
+#include <map>
 #include <set>
 #include <stdexcept>
 
@@ -27,7 +29,7 @@ JobState state_from_text(const std::string& s)
   return *st;
 }
 
-std::optional<JobError> read_error(Statement& st, int code_col)
+std::optional<JobError> read_error(Query& st, int code_col)
 {
   if (st.is_null(code_col)) {
     return std::nullopt;
@@ -41,7 +43,7 @@ std::optional<JobError> read_error(Statement& st, int code_col)
   return e;
 }
 
-Event read_event(Statement& st)
+Event read_event(Query& st)
 {
   // seq, job_id, batch, state, step, at, error_code, error_message, error_http_status
   Event e;
@@ -59,7 +61,7 @@ Event read_event(Statement& st)
 
 JobStore::JobStore(Db& db) : m_db(db) {}
 
-Job JobStore::read_job(Statement& st)
+Job JobStore::read_job(Query& st)
 {
   Job j;
   j.id = st.text(0);
@@ -118,6 +120,7 @@ Result<BatchInsert, std::vector<IndexError>> JobStore::insert_batch(const std::v
     return errors;
   }
 
+  std::map<std::string, std::string> tombstone_batches; // pruned job id -> its batch
   Savepoint sp(m_db, "insert_batch");
   const std::size_t pending_before = m_pending.size();
   std::size_t inserted = 0;
@@ -126,6 +129,11 @@ Result<BatchInsert, std::vector<IndexError>> JobStore::insert_batch(const std::v
     if (nj.key) {
       if (auto existing = get_by_key(*nj.key)) {
         out.jobs.push_back({existing->id, existing->key, existing->state, true});
+        continue;
+      }
+      if (auto gone = key_tombstone(*nj.key)) {
+        out.jobs.push_back({gone->job_id, gone->key, gone->state, true});
+        tombstone_batches.emplace(gone->job_id, gone->batch);
         continue;
       }
     }
@@ -144,25 +152,25 @@ Result<BatchInsert, std::vector<IndexError>> JobStore::insert_batch(const std::v
     }
     j.labels = boost::json::serialize(labels);
 
-    auto& owner = m_db.prepare("SELECT id FROM jobs WHERE output = ?");
+    auto owner = m_db.prepare("SELECT id FROM jobs WHERE output = ?");
     owner.bind(1, j.output);
     if (owner.step()) {
       errors.push_back({i, "output", fmt::format("output \"{}\" is already claimed by job {}", j.output, owner.text(0))});
       continue;
     }
     if (inserted == 0) {
-      auto& b = m_db.prepare("INSERT INTO batches (id, created_at, max_usd) VALUES (?, ?, ?)");
+      auto b = m_db.prepare("INSERT INTO batches (id, created_at, max_usd) VALUES (?, ?, ?)");
       b.bind(1, out.batch).bind(2, now).bind(3, max_usd);
       b.run();
     }
-    auto& ins = m_db.prepare(
+    auto ins = m_db.prepare(
       "INSERT INTO jobs (id, key, batch, state, model, request, output, priority, timeout_s, labels, created_at, updated_at) "
       "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)");
     ins.bind(1, j.id).bind(2, j.key).bind(3, j.batch).bind(4, j.model).bind(5, j.request).bind(6, j.output);
     ins.bind(7, static_cast<std::int64_t>(j.priority)).bind(8, j.timeout_s).bind(9, j.labels).bind(10, now).bind(11, now);
     ins.run();
     for (const auto& [k, v] : nj.labels) {
-      auto& l = m_db.prepare("INSERT OR IGNORE INTO job_labels (name, value, job_id) VALUES (?, ?, ?)");
+      auto l = m_db.prepare("INSERT OR IGNORE INTO job_labels (name, value, job_id) VALUES (?, ?, ?)");
       l.bind(1, k).bind(2, v).bind(3, j.id);
       l.run();
     }
@@ -175,13 +183,15 @@ Result<BatchInsert, std::vector<IndexError>> JobStore::insert_batch(const std::v
     return errors; // the savepoint rolls back
   }
   if (inserted > 0) {
-    auto& c = m_db.prepare("UPDATE batches SET job_count = job_count + ? WHERE id = ?");
+    auto c = m_db.prepare("UPDATE batches SET job_count = job_count + ? WHERE id = ?");
     c.bind(1, static_cast<std::int64_t>(inserted)).bind(2, out.batch);
     c.run();
   } else if (!out.jobs.empty()) {
     // Every job was a duplicate: answer with the batch the first one belongs to.
     if (auto first = get(out.jobs.front().id)) {
       out.batch = first->batch;
+    } else if (auto t = tombstone_batches.find(out.jobs.front().id); t != tombstone_batches.end()) {
+      out.batch = t->second;
     }
   }
   sp.commit();
@@ -190,7 +200,7 @@ Result<BatchInsert, std::vector<IndexError>> JobStore::insert_batch(const std::v
 
 std::optional<Job> JobStore::get(std::string_view id)
 {
-  auto& st = m_db.prepare(fmt::format("SELECT {} FROM jobs WHERE id = ?", k_job_columns));
+  auto st = m_db.prepare(fmt::format("SELECT {} FROM jobs WHERE id = ?", k_job_columns));
   st.bind(1, id);
   if (!st.step()) {
     return std::nullopt;
@@ -200,7 +210,7 @@ std::optional<Job> JobStore::get(std::string_view id)
 
 std::optional<Job> JobStore::get_by_key(std::string_view key)
 {
-  auto& st = m_db.prepare(fmt::format("SELECT {} FROM jobs WHERE key = ?", k_job_columns));
+  auto st = m_db.prepare(fmt::format("SELECT {} FROM jobs WHERE key = ?", k_job_columns));
   st.bind(1, key);
   if (!st.step()) {
     return std::nullopt;
@@ -228,7 +238,7 @@ JobList JobStore::list(const ListFilter& f)
     sql += " AND id > ?";
   }
   sql += " ORDER BY id LIMIT ?";
-  auto& st = m_db.prepare(sql);
+  auto st = m_db.prepare(sql);
   int p = 1;
   for (auto s : f.states) {
     st.bind(p++, common::to_string(s));
@@ -258,7 +268,7 @@ JobList JobStore::list(const ListFilter& f)
 
 std::vector<Job> JobStore::active_jobs()
 {
-  auto& st = m_db.prepare(fmt::format(
+  auto st = m_db.prepare(fmt::format(
     "SELECT {} FROM jobs WHERE state IN ('queued','submitting','generating','downloading') ORDER BY id", k_job_columns));
   std::vector<Job> out;
   while (st.step()) {
@@ -278,7 +288,7 @@ std::vector<Job> JobStore::next_queued(std::size_t limit, const std::vector<std:
     sql += ")";
   }
   sql += " ORDER BY priority DESC, id LIMIT ?";
-  auto& st = m_db.prepare(sql);
+  auto st = m_db.prepare(sql);
   int p = 1;
   for (const auto& b : exclude_batches) {
     st.bind(p++, b);
@@ -297,13 +307,13 @@ namespace {
 struct SetClause
 {
   std::string sql;
-  std::vector<std::function<void(Statement&, int)>> binders;
+  std::vector<std::function<void(Query&, int)>> binders;
 
   template <typename T>
   void add(const char* col, T value)
   {
     sql += fmt::format(", {} = ?", col);
-    binders.push_back([value](Statement& st, int i) { st.bind(i, value); });
+    binders.push_back([value](Query& st, int i) { st.bind(i, value); });
   }
   void add_null(const char* col) { sql += fmt::format(", {} = NULL", col); }
 };
@@ -374,7 +384,7 @@ bool JobStore::transition(std::string_view id, JobState from, JobState to, const
   const std::string now = format_rfc3339(now_utc());
   SetClause set = build_set(update);
   std::string finished = common::is_terminal(to) ? ", finished_at = ?" : ", finished_at = NULL";
-  auto& st = m_db.prepare(
+  auto st = m_db.prepare(
     fmt::format("UPDATE jobs SET state = ?, updated_at = ?{}{} WHERE id = ? AND state = ?", finished, set.sql));
   int p = 1;
   st.bind(p++, common::to_string(to));
@@ -401,7 +411,7 @@ bool JobStore::update(std::string_view id, JobState expected, const JobUpdate& u
 {
   const std::string now = format_rfc3339(now_utc());
   SetClause set = build_set(update);
-  auto& st = m_db.prepare(fmt::format("UPDATE jobs SET updated_at = ?{} WHERE id = ? AND state = ?", set.sql));
+  auto st = m_db.prepare(fmt::format("UPDATE jobs SET updated_at = ?{} WHERE id = ? AND state = ?", set.sql));
   int p = 1;
   st.bind(p++, now);
   for (auto& b : set.binders) {
@@ -422,21 +432,21 @@ bool JobStore::update(std::string_view id, JobState expected, const JobUpdate& u
 
 void JobStore::add_polls(std::string_view id, std::int64_t polls)
 {
-  auto& st = m_db.prepare("UPDATE jobs SET polls = polls + ? WHERE id = ?");
+  auto st = m_db.prepare("UPDATE jobs SET polls = polls + ? WHERE id = ?");
   st.bind(1, polls).bind(2, id);
   st.run();
 }
 
 int JobStore::begin_attempt(std::string_view job_id, std::string_view client_request_id)
 {
-  auto& up = m_db.prepare("UPDATE jobs SET attempts = attempts + 1 WHERE id = ? AND state = 'submitting' RETURNING attempts");
+  auto up = m_db.prepare("UPDATE jobs SET attempts = attempts + 1 WHERE id = ? AND state = 'submitting' RETURNING attempts");
   up.bind(1, job_id);
   if (!up.step()) {
     throw std::logic_error(fmt::format("begin_attempt: job {} is not submitting", job_id));
   }
   const int n = static_cast<int>(up.int64(0));
   up.run();
-  auto& ins = m_db.prepare(
+  auto ins = m_db.prepare(
     "INSERT INTO create_attempts (job_id, attempt, client_request_id, started_at) VALUES (?, ?, ?, ?)");
   ins.bind(1, job_id).bind(2, static_cast<std::int64_t>(n)).bind(3, client_request_id).bind(4, format_rfc3339(now_utc()));
   ins.run();
@@ -445,7 +455,7 @@ int JobStore::begin_attempt(std::string_view job_id, std::string_view client_req
 
 namespace {
 // The SET columns of an attempt's outcome, then job_id and attempt for the WHERE clause.
-void bind_outcome(Statement& st, const Attempt& a)
+void bind_outcome(Query& st, const Attempt& a)
 {
   st.bind(1, a.outcome);
   if (a.http_status) {
@@ -463,14 +473,14 @@ constexpr const char* k_set_outcome =
 
 void JobStore::finish_attempt(const Attempt& a)
 {
-  auto& st = m_db.prepare(k_set_outcome);
+  auto st = m_db.prepare(k_set_outcome);
   bind_outcome(st, a);
   st.run();
 }
 
 bool JobStore::settle_attempt(const Attempt& a)
 {
-  auto& st = m_db.prepare(fmt::format("{} AND outcome IN ('pending','ambiguous') "
+  auto st = m_db.prepare(fmt::format("{} AND outcome IN ('pending','ambiguous') "
                                       "AND attempt = (SELECT attempts FROM jobs WHERE id = create_attempts.job_id)",
                                       k_set_outcome));
   bind_outcome(st, a);
@@ -480,7 +490,7 @@ bool JobStore::settle_attempt(const Attempt& a)
 
 std::vector<Job> JobStore::canceled_with_unsettled_attempt()
 {
-  auto& st = m_db.prepare(fmt::format(
+  auto st = m_db.prepare(fmt::format(
     "SELECT {} FROM jobs WHERE state = 'canceled' AND EXISTS (SELECT 1 FROM create_attempts a WHERE a.job_id = jobs.id "
     "AND a.attempt = jobs.attempts AND a.outcome IN ('pending','ambiguous')) ORDER BY id",
     k_job_columns));
@@ -492,7 +502,7 @@ std::vector<Job> JobStore::canceled_with_unsettled_attempt()
 }
 
 namespace {
-Attempt read_attempt(Statement& st)
+Attempt read_attempt(Query& st)
 {
   Attempt a;
   a.job_id = st.text(0);
@@ -515,7 +525,7 @@ constexpr const char* k_attempt_columns =
 
 std::vector<Attempt> JobStore::attempts(std::string_view job_id)
 {
-  auto& st = m_db.prepare(fmt::format("SELECT {} FROM create_attempts WHERE job_id = ? ORDER BY attempt", k_attempt_columns));
+  auto st = m_db.prepare(fmt::format("SELECT {} FROM create_attempts WHERE job_id = ? ORDER BY attempt", k_attempt_columns));
   st.bind(1, job_id);
   std::vector<Attempt> out;
   while (st.step()) {
@@ -526,19 +536,19 @@ std::vector<Attempt> JobStore::attempts(std::string_view job_id)
 
 std::optional<Attempt> JobStore::last_attempt(std::string_view job_id)
 {
-  auto& st = m_db.prepare(
+  auto st = m_db.prepare(
     fmt::format("SELECT {} FROM create_attempts WHERE job_id = ? ORDER BY attempt DESC LIMIT 1", k_attempt_columns));
   st.bind(1, job_id);
-  std::optional<Attempt> out;
-  while (st.step()) { // to the end, so the statement is done (no read transaction held)
-    out = read_attempt(st);
+  if (!st.step()) {
+    return std::nullopt;
   }
-  return out;
+  return read_attempt(st); // the Query resets its statement when it goes out of scope
+
 }
 
 std::vector<Attempt> JobStore::attempts_with_outcome(std::string_view outcome)
 {
-  auto& st = m_db.prepare(fmt::format("SELECT {} FROM create_attempts WHERE outcome = ? ORDER BY job_id, attempt", k_attempt_columns));
+  auto st = m_db.prepare(fmt::format("SELECT {} FROM create_attempts WHERE outcome = ? ORDER BY job_id, attempt", k_attempt_columns));
   st.bind(1, outcome);
   std::vector<Attempt> out;
   while (st.step()) {
@@ -552,7 +562,7 @@ CostSummary JobStore::cost_summary()
   CostSummary out;
   auto rows = [&](std::string_view sql) {
     std::vector<CostRow> v;
-    auto& st = m_db.prepare(sql);
+    auto st = m_db.prepare(sql);
     while (st.step()) {
       v.push_back(CostRow{st.text(0), st.real(1), st.int64(2), st.int64(3)});
     }
@@ -576,7 +586,7 @@ CostSummary JobStore::cost_summary()
 
 double JobStore::spend_since(std::string_view since)
 {
-  auto& st = m_db.prepare("SELECT coalesce(sum(coalesce(cost_usd, cost_estimate_usd, 0)), 0) FROM jobs "
+  auto st = m_db.prepare("SELECT coalesce(sum(coalesce(cost_usd, cost_estimate_usd, 0)), 0) FROM jobs "
                           "WHERE accepted_at >= ? OR state = 'submitting'");
   st.bind(1, since);
   st.step();
@@ -585,7 +595,7 @@ double JobStore::spend_since(std::string_view since)
 
 double JobStore::batch_spend(std::string_view batch)
 {
-  auto& st = m_db.prepare("SELECT coalesce(sum(coalesce(cost_usd, cost_estimate_usd, 0)), 0) FROM jobs "
+  auto st = m_db.prepare("SELECT coalesce(sum(coalesce(cost_usd, cost_estimate_usd, 0)), 0) FROM jobs "
                           "WHERE batch = ? AND (accepted_at IS NOT NULL OR state = 'submitting')");
   st.bind(1, batch);
   st.step();
@@ -594,7 +604,7 @@ double JobStore::batch_spend(std::string_view batch)
 
 std::optional<double> JobStore::batch_budget(std::string_view batch)
 {
-  auto& st = m_db.prepare("SELECT max_usd FROM batches WHERE id = ?");
+  auto st = m_db.prepare("SELECT max_usd FROM batches WHERE id = ?");
   st.bind(1, batch);
   if (!st.step()) {
     return std::nullopt;
@@ -604,7 +614,7 @@ std::optional<double> JobStore::batch_budget(std::string_view batch)
 
 std::vector<double> JobStore::recent_costs(std::string_view model, std::string_view duration, int limit)
 {
-  auto& st = m_db.prepare("SELECT cost_usd FROM jobs WHERE model = ? AND cost_usd IS NOT NULL "
+  auto st = m_db.prepare("SELECT cost_usd FROM jobs WHERE model = ? AND cost_usd IS NOT NULL "
                           "AND coalesce(json_extract(request, '$.duration'), '') = json_extract(?, '$') "
                           "ORDER BY id DESC LIMIT ?");
   st.bind(1, model).bind(2, duration.empty() ? std::string_view("\"\"") : duration);
@@ -618,7 +628,7 @@ std::vector<double> JobStore::recent_costs(std::string_view model, std::string_v
 
 std::vector<Job> JobStore::completed_without_cost(std::string_view since)
 {
-  auto& st = m_db.prepare(fmt::format("SELECT {} FROM jobs WHERE state = 'completed' AND cost_usd IS NULL "
+  auto st = m_db.prepare(fmt::format("SELECT {} FROM jobs WHERE state = 'completed' AND cost_usd IS NULL "
                                       "AND generation_id IS NOT NULL AND finished_at >= ? ORDER BY id",
                                       k_job_columns));
   st.bind(1, since);
@@ -631,7 +641,7 @@ std::vector<Job> JobStore::completed_without_cost(std::string_view since)
 
 std::vector<std::pair<JobState, std::int64_t>> JobStore::counts_by_state()
 {
-  auto& st = m_db.prepare("SELECT state, count(*) FROM jobs GROUP BY state");
+  auto st = m_db.prepare("SELECT state, count(*) FROM jobs GROUP BY state");
   std::vector<std::pair<JobState, std::int64_t>> out;
   while (st.step()) {
     out.emplace_back(state_from_text(st.text(0)), st.int64(1));
@@ -641,7 +651,7 @@ std::vector<std::pair<JobState, std::int64_t>> JobStore::counts_by_state()
 
 std::vector<std::pair<JobState, std::int64_t>> JobStore::batch_counts(std::string_view batch)
 {
-  auto& st = m_db.prepare("SELECT state, count(*) FROM jobs WHERE batch = ? GROUP BY state");
+  auto st = m_db.prepare("SELECT state, count(*) FROM jobs WHERE batch = ? GROUP BY state");
   st.bind(1, batch);
   std::vector<std::pair<JobState, std::int64_t>> out;
   while (st.step()) {
@@ -652,14 +662,14 @@ std::vector<std::pair<JobState, std::int64_t>> JobStore::batch_counts(std::strin
 
 bool JobStore::batch_exists(std::string_view batch)
 {
-  auto& st = m_db.prepare("SELECT 1 FROM batches WHERE id = ?");
+  auto st = m_db.prepare("SELECT 1 FROM batches WHERE id = ?");
   st.bind(1, batch);
   return st.step();
 }
 
 std::vector<Event> JobStore::history(std::string_view job_id)
 {
-  auto& st = m_db.prepare(
+  auto st = m_db.prepare(
     "SELECT seq, job_id, batch, state, step, at, error_code, error_message, error_http_status FROM job_events "
     "WHERE job_id = ? ORDER BY seq");
   st.bind(1, job_id);
@@ -672,7 +682,7 @@ std::vector<Event> JobStore::history(std::string_view job_id)
 
 std::vector<Event> JobStore::events_since(std::int64_t seq, std::size_t limit)
 {
-  auto& st = m_db.prepare(
+  auto st = m_db.prepare(
     "SELECT seq, job_id, batch, state, step, at, error_code, error_message, error_http_status FROM job_events "
     "WHERE seq > ? ORDER BY seq LIMIT ?");
   st.bind(1, seq).bind(2, static_cast<std::int64_t>(limit));
@@ -685,9 +695,106 @@ std::vector<Event> JobStore::events_since(std::int64_t seq, std::size_t limit)
 
 std::int64_t JobStore::last_event_seq()
 {
-  auto& st = m_db.prepare("SELECT coalesce(max(seq), 0) FROM job_events");
+  auto st = m_db.prepare("SELECT coalesce(max(seq), 0) FROM job_events");
   st.step();
   return st.int64(0);
+}
+
+std::optional<KeyTombstone> JobStore::key_tombstone(std::string_view key)
+{
+  auto st = m_db.prepare("SELECT key, job_id, batch, state, finished_at, pruned_at FROM key_tombstones WHERE key = ?");
+  st.bind(1, key);
+  if (!st.step()) {
+    return std::nullopt;
+  }
+  return KeyTombstone{st.text(0), st.text(1), st.text(2), state_from_text(st.text(3)), st.opt_text(4), st.text(5)};
+}
+
+PruneStats JobStore::prune(const PruneCutoffs& cutoffs, std::size_t limit, const std::optional<std::string>& after,
+                           bool dry_run)
+{
+  struct Candidate
+  {
+    std::string id;
+    std::optional<std::string> key;
+    std::string batch;
+    std::string state;
+    std::optional<std::string> finished_at;
+    std::optional<std::string> video_path;
+    bool trimmed; // events already pruned
+  };
+  std::vector<Candidate> found;
+  {
+    auto st = m_db.prepare(
+      "SELECT id, key, batch, state, finished_at, video_path, pruned_at IS NOT NULL FROM jobs j "
+      "WHERE ((state = 'completed' AND finished_at < ?1) OR (state = 'failed' AND finished_at < ?2) "
+      "OR (state = 'canceled' AND finished_at < ?3)) AND id > ?4 "
+      "AND NOT EXISTS (SELECT 1 FROM jobs a WHERE a.batch = j.batch "
+      "AND a.state IN ('queued','submitting','generating','downloading')) "
+      "ORDER BY id LIMIT ?5");
+    st.bind(1, cutoffs.completed).bind(2, cutoffs.failed).bind(3, cutoffs.canceled);
+    st.bind(4, after ? *after : std::string());
+    st.bind(5, static_cast<std::int64_t>(limit));
+    while (st.step()) {
+      found.push_back({st.text(0), st.opt_text(1), st.text(2), st.text(3), st.opt_text(4), st.opt_text(5),
+                       st.int64(6) != 0});
+    }
+  }
+  PruneStats out;
+  if (found.size() == limit && limit > 0) {
+    out.next = found.back().id;
+  }
+  const std::string now = format_rfc3339(now_utc());
+  for (const auto& c : found) {
+    std::int64_t events = 0;
+    {
+      auto n = m_db.prepare("SELECT count(*) FROM job_events WHERE job_id = ?");
+      n.bind(1, c.id);
+      n.step();
+      events = n.int64(0);
+    }
+    std::error_code ec;
+    const bool video_on_disk = c.video_path && std::filesystem::exists(*c.video_path, ec);
+    if (video_on_disk) {
+      // The row is what points at the MP4: keep it, drop only the history.
+      if (c.trimmed && events == 0) {
+        continue;
+      }
+      ++out.jobs_trimmed;
+      out.events_deleted += events;
+      if (!dry_run) {
+        auto del = m_db.prepare("DELETE FROM job_events WHERE job_id = ?");
+        del.bind(1, c.id);
+        del.run();
+        auto mark = m_db.prepare("UPDATE jobs SET pruned_at = ? WHERE id = ?");
+        mark.bind(1, now).bind(2, c.id);
+        mark.run();
+      }
+      continue;
+    }
+    ++out.jobs_deleted;
+    out.events_deleted += events;
+    out.tombstones += c.key ? 1 : 0;
+    if (dry_run) {
+      continue;
+    }
+    if (c.key) {
+      auto t = m_db.prepare("INSERT OR REPLACE INTO key_tombstones (key, job_id, batch, state, finished_at, pruned_at) "
+                            "VALUES (?, ?, ?, ?, ?, ?)");
+      t.bind(1, *c.key).bind(2, c.id).bind(3, c.batch).bind(4, c.state).bind(5, c.finished_at).bind(6, now);
+      t.run();
+    }
+    for (const char* sql : {"DELETE FROM job_events WHERE job_id = ?", "DELETE FROM job_labels WHERE job_id = ?",
+                            "DELETE FROM create_attempts WHERE job_id = ?", "DELETE FROM jobs WHERE id = ?"}) {
+      auto del = m_db.prepare(sql);
+      del.bind(1, c.id);
+      del.run();
+    }
+    auto b = m_db.prepare("DELETE FROM batches WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM jobs WHERE batch = ?1)");
+    b.bind(1, c.batch);
+    b.run();
+  }
+  return out;
 }
 
 std::vector<Event> JobStore::take_pending_events()
@@ -700,7 +807,7 @@ std::vector<Event> JobStore::take_pending_events()
 void JobStore::append_event(const Job& job, JobState state, const std::optional<std::string>& step,
                             const std::optional<JobError>& error, const std::string& at)
 {
-  auto& st = m_db.prepare(
+  auto st = m_db.prepare(
     "INSERT INTO job_events (job_id, batch, state, step, at, error_code, error_message, error_http_status) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq");
   st.bind(1, job.id).bind(2, job.batch).bind(3, common::to_string(state)).bind(4, step).bind(5, at);

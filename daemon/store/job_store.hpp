@@ -167,6 +167,45 @@ struct CostSummary
   std::vector<CostRow> by_day, by_model, by_batch, by_label;
 };
 
+// What stays of a pruned job that had an idempotency key: enough to answer a
+// re-submit with "duplicate" and the job's id and final state.
+struct KeyTombstone
+{
+  std::string key;
+  std::string job_id;
+  std::string batch;
+  JobState state = JobState::completed;
+  std::optional<std::string> finished_at;
+  std::string pruned_at;
+};
+
+// Retention cutoffs (RFC 3339): terminal jobs that finished before their state's
+// cutoff are prunable; unset: that state is kept forever.
+struct PruneCutoffs
+{
+  std::optional<std::string> completed;
+  std::optional<std::string> failed;
+  std::optional<std::string> canceled;
+};
+
+struct PruneStats
+{
+  std::int64_t jobs_deleted = 0;   // rows gone (events, labels, attempts with them)
+  std::int64_t jobs_trimmed = 0;   // completed jobs whose MP4 is on disk: events gone, row kept
+  std::int64_t events_deleted = 0;
+  std::int64_t tombstones = 0;     // keys kept as tombstones
+  std::optional<std::string> next; // resume after this id; unset: done
+  PruneStats& operator+=(const PruneStats& o)
+  {
+    jobs_deleted += o.jobs_deleted;
+    jobs_trimmed += o.jobs_trimmed;
+    events_deleted += o.events_deleted;
+    tombstones += o.tombstones;
+    next = o.next;
+    return *this;
+  }
+};
+
 class JobStore
 {
 public:
@@ -238,6 +277,15 @@ public:
   std::vector<Event> events_since(std::int64_t seq, std::size_t limit);
   std::int64_t last_event_seq();
 
+  // Retention (docs/operations.md, "Retention"): looks at up to `limit` prunable
+  // jobs with ids after `after`, oldest first, and prunes them (counts only, with
+  // `dry_run`). A job whose batch still has unfinished jobs is skipped (the
+  // batch's budget counts its spend); a job whose video file exists keeps its row
+  // and loses only its events; a deleted job's key becomes a tombstone.
+  PruneStats prune(const PruneCutoffs& cutoffs, std::size_t limit, const std::optional<std::string>& after,
+                   bool dry_run);
+  std::optional<KeyTombstone> key_tombstone(std::string_view key);
+
   // Events appended since the last call (committed or not: the GroupCommitter
   // takes them after COMMIT and drops them after a rollback).
   std::vector<Event> take_pending_events();
@@ -247,7 +295,7 @@ public:
 private:
   void append_event(const Job& job, JobState state, const std::optional<std::string>& step,
                     const std::optional<JobError>& error, const std::string& at);
-  Job read_job(Statement& st);
+  Job read_job(Query& st);
 
   Db& m_db;
   std::vector<Event> m_pending;

@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <sqlite3.h>
 
+#include <filesystem>
+
 namespace klingd::store {
 
 namespace {
@@ -85,6 +87,20 @@ void Statement::reset()
   sqlite3_clear_bindings(m_stmt);
 }
 
+Query::Query(Statement& cached) : m_st(&cached) { m_st->m_in_use = true; }
+
+Query::Query(std::unique_ptr<Statement> own) : m_st(own.get()), m_own(std::move(own)) { m_st->m_in_use = true; }
+
+Query::Query(Query&& other) noexcept : m_st(other.m_st), m_own(std::move(other.m_own)) { other.m_st = nullptr; }
+
+Query::~Query()
+{
+  if (m_st) {
+    m_st->reset();
+    m_st->m_in_use = false;
+  }
+}
+
 bool Statement::is_null(int col) const { return sqlite3_column_type(m_stmt, col) == SQLITE_NULL; }
 std::int64_t Statement::int64(int col) const { return sqlite3_column_int64(m_stmt, col); }
 double Statement::real(int col) const { return sqlite3_column_double(m_stmt, col); }
@@ -119,7 +135,7 @@ std::optional<double> Statement::opt_real(int col) const
   return real(col);
 }
 
-Db::Db(const std::string& path, Options options) : m_path(path)
+Db::Db(const std::string& path, Options options) : m_path(path), m_busy_timeout_ms(options.busy_timeout_ms)
 {
   int rc = sqlite3_open_v2(path.c_str(), &m_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
@@ -142,8 +158,12 @@ Db::Db(const std::string& path, Options options) : m_path(path)
   // Savepoint sub-journals (every group-committed write has one) in memory, not in temp
   // files created, written and unlinked on each commit (strace showed one per commit).
   exec("PRAGMA temp_store=MEMORY");
-  // Checkpoints happen from our loop at commit time; keep the WAL bounded.
+  // Checkpoints happen from our loop at commit time (PASSIVE, every ~1000 pages = 4 MB
+  // of WAL), and the WAL file is cut back to 4 MB when it is restarted after one, so
+  // it stays bounded under load (docs/operations.md, "Database files"). Neither works
+  // while a statement of ours is left stepped to a row: Query resets them.
   exec("PRAGMA wal_autocheckpoint=1000");
+  exec("PRAGMA journal_size_limit=4194304");
 }
 
 Db::~Db()
@@ -166,15 +186,59 @@ void Db::exec(std::string_view sql)
   }
 }
 
-Statement& Db::prepare(std::string_view sql)
+Query Db::prepare(std::string_view sql)
 {
   auto it = m_cache.find(std::string(sql));
   if (it == m_cache.end()) {
     it = m_cache.emplace(std::string(sql), std::make_unique<Statement>(m_db, sql)).first;
-  } else {
-    it->second->reset();
+  } else if (it->second->m_in_use) {
+    return Query(std::make_unique<Statement>(m_db, sql));
   }
-  return *it->second;
+  return Query(*it->second);
+}
+
+int Db::busy_statements() const
+{
+  int n = 0;
+  for (sqlite3_stmt* s = sqlite3_next_stmt(m_db, nullptr); s; s = sqlite3_next_stmt(m_db, s)) {
+    n += sqlite3_stmt_busy(s) ? 1 : 0;
+  }
+  return n;
+}
+
+Db::FileSizes Db::file_sizes() const
+{
+  FileSizes out;
+  if (m_path == ":memory:") {
+    return out;
+  }
+  std::error_code ec;
+  auto db = std::filesystem::file_size(m_path, ec);
+  out.db_bytes = ec ? 0 : static_cast<std::int64_t>(db);
+  auto wal = std::filesystem::file_size(m_path + "-wal", ec);
+  out.wal_bytes = ec ? 0 : static_cast<std::int64_t>(wal);
+  return out;
+}
+
+bool Db::checkpoint_truncate()
+{
+  if (!sqlite3_get_autocommit(m_db) || m_path == ":memory:") {
+    return false;
+  }
+  // TRUNCATE waits through the busy handler for other connections' readers; on the
+  // loop thread we must not wait, so no busy handler for this call.
+  sqlite3_busy_timeout(m_db, 0);
+  int log_frames = 0;
+  int done_frames = 0;
+  const int rc = sqlite3_wal_checkpoint_v2(m_db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log_frames, &done_frames);
+  sqlite3_busy_timeout(m_db, m_busy_timeout_ms);
+  if (rc == SQLITE_OK) {
+    return true;
+  }
+  if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) {
+    log::warning("sqlite.checkpoint_failed", {{"error", sqlite3_errstr(rc)}});
+  }
+  return false;
 }
 
 std::int64_t Db::changes() const { return sqlite3_changes64(m_db); }

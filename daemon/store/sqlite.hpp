@@ -1,6 +1,7 @@
 // A thin RAII layer over SQLite: one connection (Db), prepared statements
-// (Statement, cached and reused), and transactions/savepoints that roll back
-// unless committed. SQLite errors throw SqliteError (I/O or bugs, not input).
+// (Statement, cached and reused, handed out as a Query that resets it when it
+// goes out of scope), and transactions/savepoints that roll back unless
+// committed. SQLite errors throw SqliteError (I/O or bugs, not input).
 #pragma once
 
 #include <cstdint>
@@ -68,8 +69,54 @@ public:
   std::optional<double> opt_real(int col) const;
 
 private:
+  friend class Query;
+  friend class Db;
   sqlite3* m_db;
   sqlite3_stmt* m_stmt = nullptr;
+  bool m_in_use = false; // a Query holds it
+};
+
+// A statement in use. Its destructor resets the statement and clears its
+// bindings: a statement left stepped to a row keeps a read transaction open on
+// the connection, and while one is open no WAL checkpoint can complete (the
+// WAL then grows without bound). Hold it only as long as you read its rows.
+class Query
+{
+public:
+  explicit Query(Statement& cached);             // borrows a cached statement
+  explicit Query(std::unique_ptr<Statement> own); // owns a one-off statement
+  ~Query();
+  Query(Query&& other) noexcept;
+  Query& operator=(Query&&) = delete;
+  Query(const Query&) = delete;
+  Query& operator=(const Query&) = delete;
+
+  template <typename T>
+  Query& bind(int index, T&& value)
+  {
+    m_st->bind(index, std::forward<T>(value));
+    return *this;
+  }
+  Query& bind_null(int index)
+  {
+    m_st->bind_null(index);
+    return *this;
+  }
+  bool step() { return m_st->step(); }
+  void run() { m_st->run(); }
+  void reset() { m_st->reset(); }
+  bool is_null(int col) const { return m_st->is_null(col); }
+  std::int64_t int64(int col) const { return m_st->int64(col); }
+  double real(int col) const { return m_st->real(col); }
+  std::string text(int col) const { return m_st->text(col); }
+  std::optional<std::string> opt_text(int col) const { return m_st->opt_text(col); }
+  std::optional<std::int64_t> opt_int64(int col) const { return m_st->opt_int64(col); }
+  std::optional<double> opt_real(int col) const { return m_st->opt_real(col); }
+  Statement& statement() { return *m_st; }
+
+private:
+  Statement* m_st;
+  std::unique_ptr<Statement> m_own;
 };
 
 class Db
@@ -89,16 +136,36 @@ public:
 
   // Runs one or more statements without results.
   void exec(std::string_view sql);
-  // A prepared statement cached by its SQL text, reset and ready to bind.
-  Statement& prepare(std::string_view sql);
+  // A prepared statement cached by its SQL text, ready to bind; reset when the
+  // returned Query is destroyed. (If the cached one is held by a live Query, a
+  // one-off statement is prepared instead.)
+  Query prepare(std::string_view sql);
   std::int64_t changes() const;
   int user_version();
   sqlite3* handle() { return m_db; }
   const std::string& path() const { return m_path; }
 
+  // Statements of this connection stepped but not yet reset or finished:
+  // each holds a read transaction. 0 between operations.
+  int busy_statements() const;
+
+  struct FileSizes
+  {
+    std::int64_t db_bytes = 0;
+    std::int64_t wal_bytes = 0; // 0 when there is no -wal file
+  };
+  FileSizes file_sizes() const;
+
+  // Copies everything in the WAL into the database and truncates the WAL to
+  // zero bytes (an idle-time checkpoint). Never waits: returns false when
+  // another connection's reader or writer is in the way (try again later), or
+  // inside a transaction.
+  bool checkpoint_truncate();
+
 private:
   sqlite3* m_db = nullptr;
   std::string m_path;
+  int m_busy_timeout_ms = 5000;
   std::unordered_map<std::string, std::unique_ptr<Statement>> m_cache;
 };
 

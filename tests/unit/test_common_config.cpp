@@ -216,3 +216,37 @@ TEST_CASE("config: the shipped example config is valid")
   auto r = load_config(std::string(KLINGD_SOURCE_DIR) + "/config/klingd.jsonc", base_env());
   REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message));
 }
+
+TEST_CASE("config: store.retention, days per final state or null (forever)")
+{
+  auto dflt = parse_config("{}", "test.jsonc", base_env());
+  REQUIRE(dflt.ok());
+  CHECK_FALSE(dflt->store.retention.any());
+  auto r = parse_config(R"({"store": {"retention": {"completed_days": 90, "failed_days": 7.5, "canceled_days": null}}})",
+                        "test.jsonc", base_env());
+  REQUIRE(r.ok());
+  CHECK(r->store.retention.completed_days == 90);
+  CHECK(r->store.retention.failed_days == 7.5);
+  CHECK_FALSE(r->store.retention.canceled_days);
+  CHECK(r->store.retention.any());
+  // --check-config shows null for "forever" and reads back the same.
+  auto text = to_json_text(*r);
+  CHECK(text.find("\"canceled_days\": null") != std::string::npos);
+  auto printed = boost::json::parse(text).as_object();
+  printed["provider"].as_object().erase("api_key");
+  printed["provider"].as_object().erase("api_key_source");
+  auto back = parse_config(boost::json::serialize(printed), "back.json", base_env());
+  REQUIRE_MESSAGE(back.ok(), (back.ok() ? "" : back.error().message));
+  CHECK(back->store.retention.failed_days == 7.5);
+  CHECK_FALSE(back->store.retention.canceled_days);
+
+  auto msg = error_of(R"({"store": {"retention": {"failed_days": 0}}})");
+  CHECK_MESSAGE(msg.find("store.retention.failed_days") != std::string::npos, msg);
+  CHECK_MESSAGE(msg.find("at least 1") != std::string::npos, msg);
+  msg = error_of(R"({"store": {"retention": {"completed_days": "30"}}})");
+  CHECK_MESSAGE(msg.find("store.retention.completed_days: must be a number of days or null") != std::string::npos, msg);
+  msg = error_of(R"({"store": {"retention": {"done_days": 3}}})");
+  CHECK_MESSAGE(msg.find("store.retention.done_days: unknown key") != std::string::npos, msg);
+  msg = error_of(R"({"store": {"retention": 30}})");
+  CHECK_MESSAGE(msg.find("store.retention: must be an object") != std::string::npos, msg);
+}

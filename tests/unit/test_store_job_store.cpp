@@ -2,6 +2,7 @@
 #include "daemon/store/job_store.hpp"
 #include "daemon/store/migrate.hpp"
 #include "tests/unit/scratch.hpp"
+#include "tests/unit/store_fixture.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -16,24 +17,7 @@ using common::JobState;
 
 namespace {
 
-struct Fixture
-{
-  test::ScratchDir dir;
-  Db db{dir.file("klingd.db"), Db::Options{}};
-  JobStore store{db};
-  Fixture() { REQUIRE(migrate(db).ok()); }
-
-  // Runs fn in its own transaction, as the GroupCommitter would.
-  template <typename F>
-  auto write(F fn)
-  {
-    Transaction txn(db);
-    auto r = fn(store);
-    txn.commit();
-    store.take_pending_events();
-    return r;
-  }
-};
+using Fixture = test::StoreFixture;
 
 NewJob new_job(std::optional<std::string> key = std::nullopt, std::optional<std::string> output = std::nullopt)
 {
@@ -58,10 +42,10 @@ TEST_CASE("store: migrations on a fresh database, idempotent, WAL on disk")
   auto again = migrate(db);
   REQUIRE(again.ok());
   CHECK(*again == 0);
-  auto& st = db.prepare("PRAGMA journal_mode");
+  auto st = db.prepare("PRAGMA journal_mode");
   REQUIRE(st.step());
   CHECK(st.text(0) == "wal");
-  auto& sync = db.prepare("PRAGMA synchronous");
+  auto sync = db.prepare("PRAGMA synchronous");
   REQUIRE(sync.step());
   CHECK(sync.int64(0) == 2); // FULL
 }
@@ -80,7 +64,7 @@ TEST_CASE("store: an upgrade applies only the new migration and keeps data")
   Db db(dir.file("u.db"), {});
   REQUIRE(*migrate(db, v2) == 1);
   CHECK(db.user_version() == 2);
-  auto& st = db.prepare("SELECT x, y FROM t");
+  auto st = db.prepare("SELECT x, y FROM t");
   REQUIRE(st.step());
   CHECK(st.int64(0) == 7);
   CHECK(st.text(1) == "d");
@@ -94,7 +78,7 @@ TEST_CASE("store: a failing migration leaves the version unchanged")
                                       {2, "0002_bad", "CREATE TABLE u (y INTEGER); SELECT * FROM missing;"}};
   CHECK_THROWS_AS((void)migrate(db, bad), SqliteError);
   CHECK(db.user_version() == 1);
-  auto& st = db.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'u'");
+  auto st = db.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'u'");
   REQUIRE(st.step());
   CHECK(st.int64(0) == 0);
 }
@@ -142,7 +126,7 @@ TEST_CASE("store: idempotency keys make a re-submitted batch create nothing")
   CHECK(second->jobs[1].duplicate);
   CHECK(second->jobs[0].id == first->jobs[0].id);
   CHECK(second->batch == first->batch);
-  auto& st = f.db.prepare("SELECT count(*) FROM jobs");
+  auto st = f.db.prepare("SELECT count(*) FROM jobs");
   REQUIRE(st.step());
   CHECK(st.int64(0) == 2);
   // A mix: one new, one duplicate.
@@ -175,11 +159,11 @@ TEST_CASE("store: a batch with any bad job stores nothing")
   CHECK(taken2.error()[0].index == 1);
   CHECK(taken2.error()[0].message.find("already claimed") != std::string::npos);
 
-  auto& st = f.db.prepare("SELECT count(*) FROM jobs");
+  auto st = f.db.prepare("SELECT count(*) FROM jobs");
   REQUIRE(st.step());
   CHECK(st.int64(0) == 1);
   CHECK_FALSE(f.store.get_by_key("p"));
-  auto& ev = f.db.prepare("SELECT count(*) FROM job_events");
+  auto ev = f.db.prepare("SELECT count(*) FROM job_events");
   REQUIRE(ev.step());
   CHECK(ev.int64(0) == 1);
 }
@@ -333,7 +317,7 @@ TEST_CASE("store: concurrent writers share one commit (group commit)")
   CHECK(store.get_by_key("key49"));
   // Durable: a second connection sees the rows.
   Db other(dir.file("g.db"), {});
-  auto& st = other.prepare("SELECT count(*) FROM jobs");
+  auto st = other.prepare("SELECT count(*) FROM jobs");
   REQUIRE(st.step());
   CHECK(st.int64(0) == 49);
 }
