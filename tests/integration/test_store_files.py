@@ -120,7 +120,8 @@ def test_prune_dry_run_then_prune_keeps_keys_answering_duplicate():
         d.wait_batch(b["batch"])
         ids = [j["id"] for j in b["jobs"]]
         os.remove(d.job(ids[0])["video"]["path"])  # the user deleted this MP4
-        # Make them old, as another process may write to the database (the daemon is idle).
+        # Age them by writing to the database directly (the daemon is idle; a test-only shortcut,
+        # docs/operations.md says not to write while klingd runs).
         with sqlite3.connect(d.db_path, timeout=10) as c:
             c.execute("UPDATE jobs SET finished_at = '2020-01-01T00:00:00.000Z'")
         dry = d.ctl_json("prune", "--dry-run")
