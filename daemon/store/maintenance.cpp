@@ -13,12 +13,6 @@ namespace klingd::store {
 namespace asio = boost::asio;
 
 namespace {
-// How long the store must see no commit before the WAL is truncated.
-constexpr auto k_idle_checkpoint = std::chrono::seconds(2);
-// Retention runs this long after start, then at this interval.
-constexpr auto k_retention_first = std::chrono::minutes(1);
-constexpr auto k_retention_every = std::chrono::hours(1);
-
 std::optional<std::string> cutoff(const std::optional<double>& days, SysTime now)
 {
   if (!days) {
@@ -61,19 +55,20 @@ struct Maintenance::Impl
   GroupCommitter& gc;
   JobStore& store;
   common::Config::Store::Retention retention;
+  Intervals intervals;
   asio::steady_timer checkpoint_timer;
   asio::steady_timer retention_timer;
   std::uint64_t commits_seen = 0;
   bool stopped = false;
 
-  Impl(asio::any_io_executor ex, GroupCommitter& g, JobStore& s, common::Config::Store::Retention r)
-    : gc(g), store(s), retention(r), checkpoint_timer(ex), retention_timer(ex)
+  Impl(asio::any_io_executor ex, GroupCommitter& g, JobStore& s, common::Config::Store::Retention r, Intervals i)
+    : gc(g), store(s), retention(r), intervals(i), checkpoint_timer(ex), retention_timer(ex)
   {
   }
 
   void arm_checkpoint()
   {
-    checkpoint_timer.expires_after(k_idle_checkpoint);
+    checkpoint_timer.expires_after(intervals.idle_checkpoint);
     checkpoint_timer.async_wait([this](boost::system::error_code ec) {
       if (ec || stopped) {
         return;
@@ -111,7 +106,7 @@ struct Maintenance::Impl
             log::error("store.prune_failed", {{"error", e.what()}});
           }
           if (!stopped) {
-            arm_retention(k_retention_every);
+            arm_retention(intervals.retention_every);
           }
         },
         log::coroutine_failure_handler("store.retention"));
@@ -120,8 +115,8 @@ struct Maintenance::Impl
 };
 
 Maintenance::Maintenance(asio::any_io_executor ex, GroupCommitter& gc, JobStore& store,
-                         common::Config::Store::Retention retention)
-  : m_impl(std::make_unique<Impl>(std::move(ex), gc, store, retention))
+                         common::Config::Store::Retention retention, Intervals intervals)
+  : m_impl(std::make_unique<Impl>(std::move(ex), gc, store, retention, intervals))
 {
 }
 
@@ -132,7 +127,7 @@ void Maintenance::start()
   m_impl->commits_seen = m_impl->gc.stats().commits;
   m_impl->arm_checkpoint();
   if (m_impl->retention.any()) {
-    m_impl->arm_retention(k_retention_first);
+    m_impl->arm_retention(m_impl->intervals.retention_first);
   }
 }
 

@@ -7,6 +7,7 @@
 #include "common/time.hpp"
 #include "daemon/store/group_commit.hpp"
 
+#include <chrono>
 #include <memory>
 
 namespace klingd::store {
@@ -20,11 +21,22 @@ PruneCutoffs retention_cutoffs(const common::Config::Store::Retention& retention
 boost::asio::awaitable<PruneStats> prune_all(GroupCommitter& gc, JobStore& store, PruneCutoffs cutoffs, bool dry_run,
                                              std::size_t chunk = 100);
 
+struct MaintenanceIntervals
+{
+  // No commit for this long: the WAL is truncated.
+  std::chrono::steady_clock::duration idle_checkpoint = std::chrono::seconds(2);
+  // Retention runs this long after start, then every `retention_every`.
+  std::chrono::steady_clock::duration retention_first = std::chrono::minutes(1);
+  std::chrono::steady_clock::duration retention_every = std::chrono::hours(1);
+};
+
 class Maintenance
 {
 public:
+  using Intervals = MaintenanceIntervals;
+
   Maintenance(boost::asio::any_io_executor ex, GroupCommitter& gc, JobStore& store,
-              common::Config::Store::Retention retention);
+              common::Config::Store::Retention retention, Intervals intervals = {});
   ~Maintenance();
   Maintenance(const Maintenance&) = delete;
   Maintenance& operator=(const Maintenance&) = delete;

@@ -112,7 +112,6 @@ public:
   std::optional<std::string> opt_text(int col) const { return m_st->opt_text(col); }
   std::optional<std::int64_t> opt_int64(int col) const { return m_st->opt_int64(col); }
   std::optional<double> opt_real(int col) const { return m_st->opt_real(col); }
-  Statement& statement() { return *m_st; }
 
 private:
   Statement* m_st;

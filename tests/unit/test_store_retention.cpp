@@ -7,7 +7,11 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <doctest/doctest.h>
+
+#include <filesystem>
 
 using namespace klingd;
 using namespace klingd::store;
@@ -196,4 +200,44 @@ TEST_CASE("store: retention_cutoffs and prune_all through the committer")
   CHECK(gc.stats().commits == 3); // chunks of 2: 2 + 2 + 1
   CHECK(f.count("SELECT count(*) FROM jobs") == 0);
   CHECK(f.count("SELECT count(*) FROM key_tombstones") == 5);
+}
+
+TEST_CASE("store: Maintenance prunes on its timer and truncates the WAL once the store is idle")
+{
+  RetentionFixture f;
+  for (int i = 0; i < 3; ++i) {
+    auto j = f.insert(job("m" + std::to_string(i)));
+    f.write([&](JobStore& s) { return s.transition(j.id, JobState::queued, JobState::canceled); });
+  }
+  auto kept = f.insert(job("recent"));
+  f.write([&](JobStore& s) { return s.transition(kept.id, JobState::queued, JobState::canceled); });
+  f.db.exec("UPDATE jobs SET finished_at = '2020-01-01T00:00:00.000Z' WHERE key LIKE 'm%'");
+  REQUIRE(std::filesystem::file_size(f.path + "-wal") > 0);
+
+  boost::asio::io_context io;
+  GroupCommitter gc(io.get_executor(), f.store);
+  common::Config::Store::Retention r;
+  r.canceled_days = 1;
+  Maintenance m(io.get_executor(), gc, f.store, r,
+                Maintenance::Intervals{std::chrono::milliseconds(10), std::chrono::milliseconds(10), std::chrono::hours(1)});
+  m.start();
+  // Waits (bounded) for both effects, then stops: no assertion on how long they took.
+  bool done = false;
+  boost::asio::co_spawn(
+    io,
+    [&]() -> boost::asio::awaitable<void> {
+      boost::asio::steady_timer t(io);
+      for (int i = 0; i < 1000 && !done; ++i) {
+        t.expires_after(std::chrono::milliseconds(10));
+        co_await t.async_wait(boost::asio::use_awaitable);
+        done = f.count("SELECT count(*) FROM jobs") == 1 && f.db.file_sizes().wal_bytes == 0;
+      }
+      m.stop();
+    },
+    boost::asio::detached);
+  io.run();
+  CHECK(done);
+  CHECK(f.store.get(kept.id));
+  CHECK(f.count("SELECT count(*) FROM key_tombstones") == 3);
+  CHECK(gc.stats().commits >= 1);
 }
