@@ -215,6 +215,11 @@ std::string App::url_signature(std::string_view path, std::string_view ks_time) 
 
 std::string App::signed_video_url(const Generation& g, const std::string& base_url) const
 {
+  if (g.served == "fal") {
+    // The fal mirror's CDN: unsigned, shaped like the seeds' flamingo links; its lifetime
+    // (fal_url_ttl_s from completion) is not in the URL.
+    return fmt::format("{}/cdn/flamingo/files/{}/{}_output.mp4", base_url, g.serial, g.url_token);
+  }
   // Shaped like the native Kling CDN links in the seeds: a long opaque cacheKey, a signature
   // and a hex expiry (here in milliseconds, so tests can use sub-second lifetimes).
   std::string path = fmt::format("/cdn/kangaroo/muse/{}/VIDEO/{}.mp4", g.serial, g.url_token);

@@ -115,6 +115,18 @@ Reply App::malformed_reply(const json::value& intended, const ApiCall& call) con
   return reply;
 }
 
+Reply App::read_reply(const json::value& body, FaultType fault, const ApiCall& call) const
+{
+  if (fault == FaultType::malformed_json) {
+    return malformed_reply(body, call);
+  }
+  Reply reply = json_reply(http::status::ok, body, call);
+  if (fault == FaultType::slow) {
+    reply.delay_s = m_config.slow_delay_s;
+  }
+  return reply;
+}
+
 asio::awaitable<Reply> App::handle(Request request)
 {
   ++m_state.requests;

@@ -78,6 +78,8 @@ private:
   // 5xx / 429 / reset answers for the generic faults; nullopt for the others.
   std::optional<Reply> generic_fault_reply(FaultType fault, const ApiCall& call) const;
   Reply malformed_reply(const boost::json::value& intended, const ApiCall& call) const;
+  // 200 with `body`, cut short under malformed_json, delayed under slow (logs, billing).
+  Reply read_reply(const boost::json::value& body, FaultType fault, const ApiCall& call) const;
 
   Generation& record_generation(const boost::json::value& body, bool legacy, const ApiCall& call);
   void add_log_row(const ApiCall& call, std::string model, Generation* generation, bool is_poll);

@@ -68,18 +68,8 @@ Reply App::handle_billing(const Request& request, const ApiCall& call, bool tran
   if (auto reply = generic_fault_reply(fault, call)) {
     return std::move(*reply);
   }
-  auto finish = [&](const json::value& body) {
-    if (fault == FaultType::malformed_json) {
-      return malformed_reply(body, call);
-    }
-    Reply reply = json_reply(http::status::ok, body, call);
-    if (fault == FaultType::slow) {
-      reply.delay_s = m_config.slow_delay_s;
-    }
-    return reply;
-  };
   if (!transactions) {
-    return finish(json::object{{"current_balance", current_balance()}, {"currency", "USD"}});
+    return read_reply(json::object{{"current_balance", current_balance()}, {"currency", "USD"}}, fault, call);
   }
 
   std::optional<double> from;
@@ -194,10 +184,11 @@ Reply App::handle_billing(const Request& request, const ApiCall& call, bool tran
   if (more && last_key) {
     next = *last_key + "." + sha256_hex(m_url_secret + "|cursor|" + *last_key).substr(0, 16);
   }
-  return finish(json::object{
-    {"data", std::move(data)},
-    {"pagination", json::object{{"next_cursor", std::move(next)}, {"has_more", more}}},
-  });
+  return read_reply(json::object{
+                      {"data", std::move(data)},
+                      {"pagination", json::object{{"next_cursor", std::move(next)}, {"has_more", more}}},
+                    },
+                    fault, call);
 }
 
 } // namespace fake

@@ -132,8 +132,28 @@ Reply App::handle_download(const Request& request)
       }
     }
   }
+  // /cdn/flamingo/files/<serial>/<token>_output.mp4: the fal mirror's unsigned links.
+  constexpr std::string_view k_fal_prefix = "/cdn/flamingo/files/";
+  bool fal = false;
+  if (!g && path.starts_with(k_fal_prefix)) {
+    std::string_view rest = std::string_view(path).substr(k_fal_prefix.size());
+    auto slash = rest.find('/');
+    auto serial = parse_u64(rest.substr(0, slash));
+    if (serial && *serial >= 1 && *serial <= m_state.generations.size()) {
+      Generation* candidate = m_state.generations[*serial - 1].get();
+      if (candidate->served == "fal"
+          && rest.substr(slash == std::string_view::npos ? rest.size() : slash)
+               == fmt::format("/{}_output.mp4", candidate->url_token)) {
+        g = candidate;
+        fal = true;
+      }
+    }
+  }
   if (!g || g->phase_at(mono_now()) != Phase::completed) {
     return reject(http::status::not_found, "Not Found");
+  }
+  if (fal && wall_now() > g->finished_wall() + m_config.fal_url_ttl_s) {
+    return reject(static_cast<http::status>(m_config.expired_url_status), "Request has expired");
   }
 
   std::string ks_time;
@@ -146,10 +166,10 @@ Reply App::handle_download(const Request& request)
     }
   }
   auto expiry_ms = parse_u64(ks_time, 16);
-  if (!expiry_ms || ks_secret != url_signature(path, ks_time)) {
+  if (!fal && (!expiry_ms || ks_secret != url_signature(path, ks_time))) {
     return reject(static_cast<http::status>(m_config.bad_signature_status), "Access Denied");
   }
-  if (static_cast<double>(*expiry_ms) < wall_now() * 1000.0) {
+  if (!fal && static_cast<double>(*expiry_ms) < wall_now() * 1000.0) {
     return reject(static_cast<http::status>(m_config.expired_url_status), "Request has expired");
   }
 

@@ -90,6 +90,7 @@ struct FakeConfig {
 
   // Video URLs and bytes.
   double url_ttl_s = 3600.0;
+  double fal_url_ttl_s = 86400.0; // fal-served videos: unsigned URLs, valid this long after completion
   int expired_url_status = 403;
   int bad_signature_status = 403;
   std::uint64_t video_bytes = 0; // 0: natural size (base MP4 + id box)

@@ -189,14 +189,7 @@ Reply App::handle_logs(const Request& request, const ApiCall& call)
                                 {"total", total},
                                 {"has_more", offset + limit < total}}},
   };
-  if (fault == FaultType::malformed_json) {
-    return malformed_reply(body, call);
-  }
-  Reply reply = json_reply(http::status::ok, body, call);
-  if (fault == FaultType::slow) {
-    reply.delay_s = m_config.slow_delay_s;
-  }
-  return reply;
+  return read_reply(body, fault, call);
 }
 
 } // namespace fake

@@ -337,6 +337,20 @@ bool non_empty_string(const json::value& v)
   return v.is_string() && !v.get_string().empty();
 }
 
+// An array of p.min..p.max items, or the error naming p.
+std::optional<ValidationError> array_of_size(const Param& p, const json::value& v)
+{
+  if (!v.is_array()) {
+    return expected(p, "array", v);
+  }
+  const auto n = v.get_array().size();
+  if (double(n) < p.min || double(n) > p.max) {
+    return ValidationError{std::string(p.name), fmt::format("{}: Array must contain {} to {} element(s), received {}",
+                                                            p.name, p.min, p.max, n)};
+  }
+  return std::nullopt;
+}
+
 std::optional<ValidationError> check_param(const Param& p, const json::value& v)
 {
   switch (p.kind) {
@@ -400,15 +414,10 @@ std::optional<ValidationError> check_param(const Param& p, const json::value& v)
     }
     return std::nullopt;
   case Kind::media_list: {
-    if (!v.is_array()) {
-      return expected(p, "array", v);
+    if (auto err = array_of_size(p, v)) {
+      return err;
     }
     const auto& a = v.get_array();
-    if (double(a.size()) < p.min || double(a.size()) > p.max) {
-      return ValidationError{std::string(p.name),
-                             fmt::format("{}: Array must contain {} to {} element(s), received {}",
-                                         p.name, p.min, p.max, a.size())};
-    }
     for (const auto& item : a) {
       if (!non_empty_string(item)) {
         return ValidationError{std::string(p.name),
@@ -465,15 +474,10 @@ std::optional<ValidationError> check_param(const Param& p, const json::value& v)
     return ValidationError{std::string(p.name),
                            fmt::format("{}: Expected a string or an array of two strings", p.name)};
   case Kind::shot_list: {
-    if (!v.is_array()) {
-      return expected(p, "array", v);
+    if (auto err = array_of_size(p, v)) {
+      return err;
     }
     const auto& a = v.get_array();
-    if (double(a.size()) < p.min || double(a.size()) > p.max) {
-      return ValidationError{std::string(p.name),
-                             fmt::format("{}: Array must contain {} to {} element(s), received {}",
-                                         p.name, p.min, p.max, a.size())};
-    }
     for (std::size_t i = 0; i < a.size(); ++i) {
       const std::string at = fmt::format("{}.{}", p.name, i);
       if (!a[i].is_object()) {

@@ -102,6 +102,22 @@ def test_route_asked_and_served_and_where_the_status_says_it():
     assert [g["provider_served"] for g in stats] == ["fal", "kling", "kling", "kling", "fal", "kling", "fal", "kling"]
 
 
+def test_fal_served_videos_come_from_another_cdn():
+    FAKE.config({"queued_s": 0, "generating_s": 0})
+    kling = FAKE.wait_completed(FAKE.create({"model": OMNI_T2V, "prompt": "x", "provider": "kling"}).json()["id"])
+    fal = FAKE.wait_completed(FAKE.create({"model": OMNI_T2V, "prompt": "x", "provider": "fal"}).json()["id"])
+    assert "/cdn/kangaroo/" in kling["video"]["url"] and "ksSecret=" in kling["video"]["url"], kling
+    url = fal["video"]["url"]
+    assert re.search(r"/cdn/flamingo/files/\d+/[0-9a-f]+_output\.mp4$", url), url
+    r = FAKE.download(url)
+    assert r.status == 200 and r.body[4:8] == b"ftyp" and len(r.body) == fal["video"]["file_size"], r
+    assert FAKE.download(url.replace("_output", "_other")).status == 404
+    FAKE.config({"fal_url_ttl_s": 0})  # its own lifetime, not the signed links'
+    assert FAKE.download(url).status == 403
+    assert FAKE.download(FAKE.poll(kling["id"]).json()["video"]["url"]).status == 200
+    FAKE.config({"fal_url_ttl_s": 86400})
+
+
 def test_meta_usage_in_the_completed_status():
     FAKE.config({"queued_s": 0, "generating_s": 0, "prices": {TURBO_T2V: 0.2}, "credits_per_usd": 1000})
     r = FAKE.create({"model": TURBO_T2V, "prompt": "x", "duration": 6})

@@ -1,7 +1,7 @@
 """klingctl models: the price per second column, `models --check` against a saved
 GET /v1/models?include=pricing answer (never the internet: without a key or a file it refuses),
 and the demo batch (examples/jobs.jsonl, with its v3 turbo storyboard job) run end to end
-against the fake provider."""
+against the fake provider, part of it served by the fal mirror from its other CDN."""
 
 import json
 import os
@@ -78,14 +78,19 @@ def test_the_demo_batch_runs_against_the_fake():
     with open(path) as f:
         assert TURBO in f.read()
     with Klingd() as d:
+        # Kling "down": models with the provider field fall back to the fal mirror and its CDN.
+        d.fake.config({"auto_route": "fal"})
         batch = d.ctl_json("submit", "-f", path)["batch"]  # as scripts/demo.py submits it
         b = d.wait_batch(batch)
         assert b["counts"].get("completed") == b["total"] and b["total"] >= 7, b
         turbo = d.job("key:demo-fox-turbo")
         assert turbo["request"]["multi_prompt"][1] == {"prompt": "The fox trots along a frozen stream, breath steaming.",
                                                         "duration": 4}, turbo["request"]
-        sent = [g for g in d.fake.stats(sha256=False)["generations"] if g["model"] == TURBO]
-        assert len(sent) == 1 and sent[0]["status"] == "completed", sent
+        generations = d.fake.stats(sha256=False)["generations"]
+        sent = [g for g in generations if g["model"] == TURBO]
+        assert len(sent) == 1 and sent[0]["status"] == "completed" and sent[0]["provider_served"] == "kling", sent
+        assert {g["provider_served"] for g in generations} == {"kling", "fal"}, generations
+        assert all(g["downloads"] >= 1 for g in generations), generations
 
 
 if __name__ == "__main__":
