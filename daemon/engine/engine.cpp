@@ -1501,6 +1501,7 @@ private:
       DownloadTask task;
       task.url = *job.video_url;
       task.final_path = final_path(job);
+      task.store_root = m_config.store.videos_dir;
       if (job.video_file_size) {
         task.expected_size = static_cast<std::uint64_t>(*job.video_file_size);
       }
