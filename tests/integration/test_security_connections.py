@@ -7,13 +7,12 @@ the caps and the descriptor reserve it runs out; the caps are lowered to fit tha
 import os
 import resource
 import socket
-import stat
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import klingtest  # noqa: E402
 from klingtest import Klingd, spec  # noqa: E402
+from securitytest import wrapped_klingd  # noqa: E402
 
 IDLE = 2000
 DAEMON_NOFILE = 1024
@@ -25,15 +24,6 @@ def raise_own_limit(need):
         raise AssertionError(f"this test needs {need} descriptors; the hard limit is {hard} (ulimit -Hn)")
     if soft != resource.RLIM_INFINITY and soft < need:
         resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
-
-
-def limited_klingd_bin(workdir):
-    """A wrapper that starts klingd with RLIMIT_NOFILE DAEMON_NOFILE (soft and hard)."""
-    path = os.path.join(workdir, "klingd-nofile")
-    with open(path, "w") as f:
-        f.write(f"#!/bin/sh\nulimit -n {DAEMON_NOFILE} || exit 97\nexec '{klingtest.klingd_bin()}' \"$@\"\n")
-    os.chmod(path, stat.S_IRWXU)
-    return path
 
 
 def open_idle(family, address, n):
@@ -56,12 +46,10 @@ def open_idle(family, address, n):
 
 def test_idle_connections_do_not_starve_klingd():
     raise_own_limit(2 * IDLE + 256)
-    workdir = tempfile.mkdtemp(prefix="klingd-it-conn-")
-    old_bin = os.environ.get("KLINGD_BIN")
-    os.environ["KLINGD_BIN"] = limited_klingd_bin(workdir)
     socks = []
     try:
-        with Klingd(config_overrides={"dashboard": {"listen": "127.0.0.1:0"}}) as d:
+        with wrapped_klingd(prelude=f"ulimit -n {DAEMON_NOFILE} || exit 97"), \
+                Klingd(config_overrides={"dashboard": {"listen": "127.0.0.1:0"}}) as d:
             log = d.log()
             assert f"nofile={DAEMON_NOFILE}" in log, log[-2000:]
             # The caps were lowered to leave the engine its reserve.
@@ -90,12 +78,6 @@ def test_idle_connections_do_not_starve_klingd():
     finally:
         for s in socks:
             s.close()
-        if old_bin is None:
-            os.environ.pop("KLINGD_BIN", None)
-        else:
-            os.environ["KLINGD_BIN"] = old_bin
-        import shutil
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
