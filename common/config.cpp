@@ -188,6 +188,10 @@ std::string check_base_url(const std::string& s)
   if (u->has_query() || u->has_fragment()) {
     return "must not have a query or fragment";
   }
+  if (u->has_userinfo()) {
+    // The URL is logged and shown by `klingctl status`; credentials do not belong in it.
+    return "must not carry a user name or password (the API key goes in provider.api_key_file)";
+  }
   return {};
 }
 
@@ -224,6 +228,7 @@ const std::vector<KeyDef>& key_defs()
   static const std::vector<KeyDef> defs = [] {
     std::vector<KeyDef> d;
     d.push_back(string_key("provider.base_url", [](Config& c) -> auto& { return c.provider.base_url; }, check_base_url));
+    d.push_back(bool_key("provider.allow_http", [](Config& c) -> auto& { return c.provider.allow_http; }));
     d.push_back(string_key("provider.api_key_file", [](Config& c) -> auto& { return c.provider.api_key_file; }));
     d.push_back(string_key("provider.ca_file", [](Config& c) -> auto& { return c.provider.ca_file; }));
     d.push_back(number_key("provider.request_timeout_s", [](Config& c) -> auto& { return c.provider.request_timeout_s; }, 0, 3600, true));
@@ -279,12 +284,14 @@ const std::vector<KeyDef>& key_defs()
         return {};
       },
       [](const Config& c) -> json::value { return json::string(fmt::format("{:04o}", c.socket.mode)); }});
+    d.push_back(integer_key<std::size_t>("socket.max_connections", [](Config& c) -> auto& { return c.socket.max_connections; }, 8, 1000000));
     d.push_back(integer_key<std::uint64_t>("socket.max_body_bytes", [](Config& c) -> auto& { return c.socket.max_body_bytes; }, 1024, 1LL << 34));
     d.push_back(string_key("on_ambiguous_create", [](Config& c) -> auto& { return c.on_ambiguous_create; }, one_of({"fail", "retry"})));
     d.push_back(string_key("models_file", [](Config& c) -> auto& { return c.models_file; }));
     d.push_back(bool_key("allow_unknown_models", [](Config& c) -> auto& { return c.allow_unknown_models; }));
     d.push_back(string_key("log.level", [](Config& c) -> auto& { return c.log.level; }, one_of({"debug", "info", "warning", "error"})));
     d.push_back(string_key("dashboard.listen", [](Config& c) -> auto& { return c.dashboard.listen; }, check_listen));
+    d.push_back(integer_key<std::size_t>("dashboard.max_connections", [](Config& c) -> auto& { return c.dashboard.max_connections; }, 4, 100000));
     d.push_back(number_key("budget.max_usd_per_day", [](Config& c) -> auto& { return c.budget.max_usd_per_day; }, 0, 1e9, false));
     d.push_back(number_key("reconcile.window_s", [](Config& c) -> auto& { return c.reconcile.window_s; }, 0, 30 * 86400, false));
     d.push_back(bool_key("reconcile.absence_proof", [](Config& c) -> auto& { return c.reconcile.absence_proof; }));
@@ -384,6 +391,11 @@ std::string finish(Config& c, const Environment& env)
   }
   while (c.provider.base_url.size() > 1 && c.provider.base_url.back() == '/') {
     c.provider.base_url.pop_back();
+  }
+  if (c.provider.base_url.rfind("http://", 0) == 0 && !c.provider.allow_http) {
+    return fmt::format("provider.base_url: \"{}\" is http: the API key would travel in clear text; use https, "
+                       "or set provider.allow_http to true (a local test provider only)",
+                       c.provider.base_url);
   }
   if (auto v = env_get(env, "KLINGD_SOCKET"); !v.empty()) {
     c.socket.path = v;

@@ -33,6 +33,8 @@ struct Config
   struct Provider
   {
     std::string base_url = "https://api.aimlapi.com";
+    // Accept an http:// base_url (the key then travels in clear text): a local fake only.
+    bool allow_http = false;
     std::string api_key_file;
     std::string ca_file;
     double request_timeout_s = 30;
@@ -85,6 +87,8 @@ struct Config
     std::string path;
     unsigned mode = 0660;
     std::uint64_t max_body_bytes = 64ULL << 20;
+    // Connections kept open at once (lowered to fit RLIMIT_NOFILE; docs/security.md).
+    std::size_t max_connections = 1024;
   } socket;
   std::string on_ambiguous_create = "fail";
   std::string models_file; // empty: the catalog built into the binary
@@ -96,6 +100,8 @@ struct Config
   struct Dashboard
   {
     std::string listen; // empty: off
+    // Connections kept open at once; a quarter of them may be waiting for the token check.
+    std::size_t max_connections = 64;
   } dashboard;
   struct Budget
   {

@@ -31,6 +31,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -40,7 +41,7 @@
 #include <filesystem>
 #include <fcntl.h>
 #include <functional>
-#include <set>
+#include <list>
 
 namespace klingd::api {
 
@@ -60,6 +61,17 @@ namespace {
 constexpr auto k_tuple = asio::as_tuple(asio::use_awaitable);
 // An idle keep-alive connection is closed after this long without a request.
 constexpr auto k_idle_timeout = 60s;
+// On the dashboard's TCP port, which every local user reaches: a connection that has not
+// shown the token yet gets this long for its request's first byte.
+constexpr auto k_unauthenticated_idle_timeout = 5s;
+// Descriptors the listeners leave to the engine: the database (db, WAL, shm), the HTTPS
+// pool (up to 256 idle + 32 creates + 64 polls), logs and the loop; plus per download its
+// connection, .part and directories.
+constexpr std::size_t k_fd_reserve = 512;
+constexpr std::size_t k_fd_per_download = 4;
+constexpr std::size_t k_min_cap = 8;
+// A refused connection is logged at most this often (with how many since the last line).
+constexpr auto k_refusal_log_interval = 10s;
 // From a request's first byte to the end of its header (slow-loris guard).
 constexpr auto k_header_timeout = 10s;
 // For the body once the header is in; generous, bodies come over a local socket.
@@ -202,23 +214,90 @@ asio::awaitable<boost::system::error_code> read_streamed(Stream* stream, beast::
   co_return boost::system::error_code{};
 }
 
+std::size_t nofile_limit()
+{
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+    return std::size_t{1} << 20;
+  }
+  return static_cast<std::size_t>(rl.rlim_cur);
+}
+
 } // namespace
+
+ConnectionCaps connection_caps(std::size_t fd_limit, std::size_t socket_max, std::size_t dashboard_max,
+                               int download_max_concurrent)
+{
+  ConnectionCaps c;
+  c.fd_limit = fd_limit;
+  c.reserve = k_fd_reserve + k_fd_per_download * static_cast<std::size_t>(std::max(download_max_concurrent, 0));
+  c.socket = socket_max;
+  c.dashboard = dashboard_max;
+  const std::size_t budget = fd_limit > c.reserve ? fd_limit - c.reserve : 0;
+  const std::size_t want = socket_max + dashboard_max;
+  if (want > budget) {
+    c.lowered = true;
+    c.socket = std::max(k_min_cap, budget * socket_max / want);
+    c.dashboard = dashboard_max == 0 ? 0 : std::max(k_min_cap, budget * dashboard_max / want);
+  }
+  c.unauthenticated = std::max<std::size_t>(1, c.dashboard / 4);
+  return c;
+}
 
 class ApiServer::Impl : public std::enable_shared_from_this<Impl>
 {
 public:
-  Impl(asio::any_io_executor ex, ApiContext ctx) : m_ex(ex), m_ctx(ctx), m_acceptor(ex) {}
+  Impl(asio::any_io_executor ex, ApiContext ctx)
+    : m_ex(ex), m_ctx(ctx), m_acceptor(ex),
+      m_caps(connection_caps(nofile_limit(), ctx.config.socket.max_connections,
+                             ctx.dashboard ? ctx.config.dashboard.max_connections : 0,
+                             ctx.config.download.max_concurrent))
+  {
+  }
 
+  // One accepted connection; registered in its listener's list (oldest first) from accept
+  // to the end of its session.
   struct Conn
   {
-    std::function<void()> cancel;
-    bool idle;
+    std::function<void()> cancel; // set once the session runs
+    bool dashboard = false;
+    bool idle = true;          // waiting for a request's first byte
+    bool reading = true;       // reading a request (idle, header or body)
+    bool authenticated = false; // dashboard: a request carried the token or a video link
+    bool evicted = false;       // pushed out for a newer connection
+    std::list<Conn*>::iterator pos;
   };
+  struct Listener
+  {
+    std::list<Conn*> conns;
+    std::uint64_t refused = 0; // since the last log line
+    std::chrono::steady_clock::time_point logged{};
+  };
+
+  // Whether `conn` may be pushed out for a newer connection: only while it waits for a
+  // request, and on the dashboard also while an unauthenticated one reads it.
+  static bool evictable(const Conn& c, bool unauthenticated_only)
+  {
+    if (c.evicted || !c.reading) {
+      return false;
+    }
+    if (unauthenticated_only) {
+      return !c.authenticated;
+    }
+    return c.idle || (c.dashboard && !c.authenticated);
+  }
+  // Makes room for one more connection on `l` (capped at `cap`, counting only what
+  // `unauthenticated_only` selects); false when nothing could be pushed out.
+  bool make_room(Listener& l, std::size_t cap, bool unauthenticated_only);
+  // Registers a newly accepted connection, or returns nullptr when it is to be closed.
+  std::shared_ptr<Conn> admit(bool dashboard);
+  void unregister(Conn& conn);
 
   template <typename Acceptor>
   static asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self, Acceptor* acceptor, bool dashboard);
   template <typename Proto>
-  static asio::awaitable<void> session(std::shared_ptr<Impl> self, typename Proto::socket sock, bool dashboard);
+  static asio::awaitable<void> session(std::shared_ptr<Impl> self, typename Proto::socket sock,
+                                       std::shared_ptr<Conn> conn);
   template <typename Stream>
   static asio::awaitable<bool> write_response(Stream& stream, Response res, bool keep_alive, unsigned version,
                                               bool head);
@@ -233,8 +312,72 @@ public:
   Tcp::acceptor m_tcp_acceptor{m_ex};
   std::string m_path;
   bool m_stopping = false;
-  std::set<Conn*> m_conns;
+  ConnectionCaps m_caps;
+  Listener m_local;
+  Listener m_tcp;
 };
+
+bool ApiServer::Impl::make_room(Listener& l, std::size_t cap, bool unauthenticated_only)
+{
+  std::size_t count = 0;
+  Conn* oldest = nullptr;
+  for (auto* c : l.conns) {
+    if (unauthenticated_only && c->authenticated) {
+      continue;
+    }
+    ++count;
+    if (!oldest && evictable(*c, unauthenticated_only)) {
+      oldest = c;
+    }
+  }
+  if (count < cap) {
+    return true;
+  }
+  if (!oldest) {
+    return false;
+  }
+  // Leaves the list now; its descriptor closes when its session sees the cancel.
+  oldest->evicted = true;
+  l.conns.erase(oldest->pos);
+  if (oldest->cancel) {
+    oldest->cancel();
+  }
+  return true;
+}
+
+std::shared_ptr<ApiServer::Impl::Conn> ApiServer::Impl::admit(bool dashboard)
+{
+  Listener& l = dashboard ? m_tcp : m_local;
+  bool room = true;
+  if (dashboard) {
+    room = make_room(l, m_caps.unauthenticated, true);
+  }
+  room = room && make_room(l, dashboard ? m_caps.dashboard : m_caps.socket, false);
+  if (!room) {
+    ++l.refused;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - l.logged >= k_refusal_log_interval) {
+      log::warning(dashboard ? "dashboard.connections_refused" : "api.connections_refused",
+                   {{"refused", l.refused}, {"open", l.conns.size()},
+                    {"cap", dashboard ? m_caps.dashboard : m_caps.socket}});
+      l.logged = now;
+      l.refused = 0;
+    }
+    return nullptr;
+  }
+  auto conn = std::make_shared<Conn>();
+  conn->dashboard = dashboard;
+  conn->pos = l.conns.insert(l.conns.end(), conn.get());
+  return conn;
+}
+
+void ApiServer::Impl::unregister(Conn& conn)
+{
+  if (!conn.evicted) {
+    (conn.dashboard ? m_tcp : m_local).conns.erase(conn.pos);
+    conn.evicted = true;
+  }
+}
 
 template <typename Acceptor>
 asio::awaitable<void> ApiServer::Impl::accept_loop(std::shared_ptr<Impl> self, Acceptor* acceptor, bool dashboard)
@@ -252,7 +395,13 @@ asio::awaitable<void> ApiServer::Impl::accept_loop(std::shared_ptr<Impl> self, A
       co_await t.async_wait(k_tuple);
       continue;
     }
-    asio::co_spawn(self->m_ex, session<Proto>(self, std::move(sock), dashboard), [](std::exception_ptr e) {
+    auto conn = self->admit(dashboard);
+    if (!conn) {
+      boost::system::error_code ignored;
+      sock.close(ignored);
+      continue;
+    }
+    asio::co_spawn(self->m_ex, session<Proto>(self, std::move(sock), std::move(conn)), [](std::exception_ptr e) {
       if (e) {
         try {
           std::rethrow_exception(e);
@@ -304,7 +453,7 @@ asio::awaitable<bool> ApiServer::Impl::write_file(Stream& stream, Response res, 
 {
   // Opened before the header goes out, so a file gone since the handler looked is a 404.
   const auto& f = *res.file;
-  int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     co_return co_await write_response(stream, error_response(ApiError::not_found, "the video is no longer on disk"),
                                       keep_alive, version, head);
@@ -393,30 +542,41 @@ asio::awaitable<void> ApiServer::Impl::stream_events(std::shared_ptr<Impl> self,
 }
 
 template <typename Proto>
-asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, typename Proto::socket sock, bool dashboard)
+asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, typename Proto::socket sock,
+                                               std::shared_ptr<Conn> conn_ptr)
 {
   using Stream = StreamOf<Proto>;
+  Conn& conn = *conn_ptr;
+  const bool dashboard = conn.dashboard;
   const Peer peer = peer_of(sock);
   Stream stream(std::move(sock));
-  Conn conn{[&stream] { stream.cancel(); }, true};
-  self->m_conns.insert(&conn);
+  conn.cancel = [&stream] { stream.cancel(); };
   struct Unregister
   {
     Impl* impl;
     Conn* conn;
-    ~Unregister() { impl->m_conns.erase(conn); }
+    ~Unregister()
+    {
+      conn->cancel = nullptr;
+      impl->unregister(*conn);
+    }
   } unregister{self.get(), &conn};
 
   const auto max_body = self->m_ctx.config.socket.max_body_bytes;
   beast::flat_buffer buffer;
   for (;;) {
+    conn.reading = true;
     if (buffer.size() == 0) {
       // Idle between requests: a longer deadline, and stop() may cancel it.
       conn.idle = true;
-      if (self->m_stopping) {
+      if (self->m_stopping || conn.evicted) {
         break;
       }
-      stream.expires_after(k_idle_timeout);
+      if (dashboard && !conn.authenticated) {
+        stream.expires_after(k_unauthenticated_idle_timeout);
+      } else {
+        stream.expires_after(k_idle_timeout);
+      }
       auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), k_tuple);
       if (ec) {
         break;
@@ -493,6 +653,7 @@ asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, typen
       break;
     }
 
+    conn.reading = false;
     http::request<http::string_body> in;
     if (streamed) {
       in = http::request<http::string_body>(std::move(streamed->release().base()));
@@ -511,6 +672,9 @@ asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, typen
       res = error_response(ApiError::bad_request, fmt::format("invalid request target \"{}\"", target));
     } else {
       req->submit_stream = std::move(submit_stream);
+      if (dashboard && !conn.authenticated) {
+        conn.authenticated = dashboard::has_credential(*self->m_ctx.dashboard, *req);
+      }
       try {
         // Not `?:`: GCC 12 miscompiles co_await inside a conditional expression.
         Routed routed;
@@ -683,6 +847,16 @@ Result<Ok> ApiServer::listen_dashboard()
 
 void ApiServer::start()
 {
+  const auto& c = m_impl->m_caps;
+  const std::initializer_list<log::Field> caps{{"socket", c.socket},       {"dashboard", c.dashboard},
+                                              {"unauthenticated", c.unauthenticated},
+                                              {"fd_limit", c.fd_limit}, {"reserve", c.reserve}};
+  if (c.lowered) {
+    // Raise LimitNOFILE= (or ulimit -n) to keep the configured caps.
+    log::warning("api.connection_caps_lowered", caps);
+  } else {
+    log::info("api.connection_caps", caps);
+  }
   if (m_impl->m_tcp_acceptor.is_open()) {
     asio::co_spawn(m_impl->m_ex, Impl::accept_loop(m_impl, &m_impl->m_tcp_acceptor, true), [](std::exception_ptr e) {
       if (e) {
@@ -722,9 +896,11 @@ void ApiServer::stop()
   if (impl.m_tcp_acceptor.is_open()) {
     impl.m_tcp_acceptor.close(ec);
   }
-  for (auto* conn : impl.m_conns) {
-    if (conn->idle) {
-      conn->cancel();
+  for (auto* l : {&impl.m_local, &impl.m_tcp}) {
+    for (auto* conn : l->conns) {
+      if (conn->idle && conn->cancel) {
+        conn->cancel();
+      }
     }
   }
   // Event streams wait on the notifier; waking them lets them see m_stopping.
@@ -733,7 +909,12 @@ void ApiServer::stop()
 
 std::size_t ApiServer::connection_count() const
 {
-  return m_impl->m_conns.size();
+  return m_impl->m_local.conns.size() + m_impl->m_tcp.conns.size();
+}
+
+const ConnectionCaps& ApiServer::caps() const
+{
+  return m_impl->m_caps;
 }
 
 } // namespace klingd::api

@@ -7,6 +7,7 @@
 #include <boost/asio/any_io_executor.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -30,6 +31,24 @@ struct Access;
 } // namespace klingd
 
 namespace klingd::api {
+
+// How many connections each listener keeps (docs/security.md). Connections beyond a cap
+// first push out the oldest one that is only waiting for a request (nginx's "reusable"
+// connections); when none is, the new one is closed at once.
+struct ConnectionCaps
+{
+  std::size_t socket = 0;          // Unix socket
+  std::size_t dashboard = 0;       // dashboard TCP listener
+  std::size_t unauthenticated = 0; // of those, not yet past the token check
+  std::size_t fd_limit = 0;        // RLIMIT_NOFILE (soft) they were computed from
+  std::size_t reserve = 0;         // descriptors kept for the engine (database, HTTPS, downloads)
+  bool lowered = false;            // the configured caps did not fit fd_limit - reserve
+};
+
+// The configured caps, lowered (in proportion) so that both listeners together leave
+// `reserve` descriptors of `fd_limit` for the engine's own sockets and files.
+ConnectionCaps connection_caps(std::size_t fd_limit, std::size_t socket_max, std::size_t dashboard_max,
+                               int download_max_concurrent);
 
 // What the handlers use; every reference must outlive the server (and the loop's
 // last run, since connections finish after stop()).
@@ -75,6 +94,9 @@ public:
 
   // Connections open now (for tests and status).
   std::size_t connection_count() const;
+
+  // The caps in force (computed at construction from the config and RLIMIT_NOFILE).
+  const ConnectionCaps& caps() const;
 
 private:
   class Impl;

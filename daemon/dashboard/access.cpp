@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <fcntl.h>
@@ -14,6 +16,8 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <charconv>
+#include <chrono>
 #include <filesystem>
 
 namespace klingd::dashboard {
@@ -51,6 +55,35 @@ std::string lower(std::string_view s)
   return out;
 }
 
+std::string hex(const unsigned char* p, std::size_t n)
+{
+  std::string out;
+  out.reserve(n * 2);
+  for (std::size_t i = 0; i < n; ++i) {
+    out += fmt::format("{:02x}", p[i]);
+  }
+  return out;
+}
+
+// HMAC-SHA256 keyed with the token over what the link grants: this job's video until `expires`.
+std::string video_signature(const Access& access, std::string_view job_id, std::int64_t expires)
+{
+  const auto message = fmt::format("klingd-video\n{}\n{}", job_id, expires);
+  std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
+  unsigned int len = 0;
+  if (!HMAC(EVP_sha256(), access.token.data(), static_cast<int>(access.token.size()),
+            reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac.data(), &len)) {
+    return {};
+  }
+  return hex(mac.data(), len);
+}
+
+bool bearer_ok(const Access& access, const api::Request& req)
+{
+  const auto auth = req.header("authorization");
+  return auth.rfind("Bearer ", 0) == 0 && same_token(std::string_view(auth).substr(7), access.token);
+}
+
 std::string cookie_value(std::string_view header, std::string_view name)
 {
   while (!header.empty()) {
@@ -77,7 +110,7 @@ std::string Access::origin() const
 
 std::string Access::url() const
 {
-  return fmt::format("{}/?token={}", origin(), token);
+  return fmt::format("{}/#token={}", origin(), token);
 }
 
 std::string Access::cookie_name() const
@@ -117,10 +150,7 @@ Result<std::string> load_or_create_token(const std::string& state_dir)
   if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) {
     return fail("no random bytes from OpenSSL");
   }
-  std::string token;
-  for (auto b : raw) {
-    token += fmt::format("{:02x}", b);
-  }
+  std::string token = hex(raw.data(), raw.size());
   // O_EXCL: never follow or reuse a file someone else put there.
   fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
@@ -200,32 +230,66 @@ bool loopback_host(std::string_view host_header, unsigned short port)
   return dots == 3;
 }
 
-std::optional<api::Response> check_request(const Access& access, const api::Request& req, bool* token_in_query)
+std::string video_link(const Access& access, std::string_view job_id, std::int64_t expires)
+{
+  return fmt::format("/v1/jobs/{}/video?exp={}&sig={}", job_id, expires, video_signature(access, job_id, expires));
+}
+
+bool valid_video_link(const Access& access, std::string_view job_id, const api::Request& req, std::int64_t now)
+{
+  const auto exp_text = req.query_value("exp");
+  const auto sig = req.query_value("sig");
+  if (!exp_text || !sig) {
+    return false;
+  }
+  std::int64_t expires = 0;
+  auto [end, ec] = std::from_chars(exp_text->data(), exp_text->data() + exp_text->size(), expires);
+  if (ec != std::errc() || end != exp_text->data() + exp_text->size() || expires < now ||
+      expires > now + k_video_link_ttl_s) {
+    return false;
+  }
+  const auto want = video_signature(access, job_id, expires);
+  return !want.empty() && same_token(*sig, want);
+}
+
+bool carries_old_cookie(const Access& access, const api::Request& req)
+{
+  return !cookie_value(req.header("cookie"), access.cookie_name()).empty();
+}
+
+bool has_credential(const Access& access, const api::Request& req)
+{
+  if (bearer_ok(access, req)) {
+    return true;
+  }
+  const auto& s = req.segments;
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+  return s.size() == 4 && s[0] == "v1" && s[1] == "jobs" && s[3] == "video" &&
+         valid_video_link(access, s[2], req, now.count());
+}
+
+std::optional<api::Response> check_request(const Access& access, const api::Request& req, Need need,
+                                           std::string_view video_job)
 {
   using api::ApiError;
-  *token_in_query = false;
   const auto host = req.header("host");
   if (!loopback_host(host, access.bound_port)) {
     // A page on another site that rebinds its name to 127.0.0.1 arrives with its own Host.
     return api::error_response(ApiError::forbidden,
                                fmt::format("Host \"{}\" is not this dashboard's loopback address", host));
   }
-  bool ok = false;
-  if (auto q = req.query_value("token")) {
-    ok = same_token(*q, access.token);
-    *token_in_query = ok;
-  } else if (auto auth = req.header("authorization"); auth.rfind("Bearer ", 0) == 0) {
-    ok = same_token(std::string_view(auth).substr(7), access.token);
-  } else {
-    ok = same_token(cookie_value(req.header("cookie"), access.cookie_name()), access.token);
+  bool ok = need == Need::nothing || bearer_ok(access, req);
+  if (!ok && need == Need::token_or_video_link) {
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+    ok = valid_video_link(access, video_job, req, now.count());
   }
   if (!ok) {
     return api::error_response(ApiError::unauthorized,
                                "the dashboard needs its token: open the address `klingctl dashboard` prints");
   }
   if (req.method != "GET" && req.method != "HEAD") {
-    // The cookie is SameSite=Strict already; Origin also stops a form posted from
-    // another local port (same site, other origin).
+    // A form posted from another page cannot set Authorization, and a script on another
+    // origin cannot send it without a CORS preflight we never answer; Origin is checked too.
     const auto origin = lower(req.header("origin"));
     if (origin.empty() || origin != "http://" + lower(host)) {
       return api::error_response(ApiError::forbidden,
@@ -238,12 +302,15 @@ std::optional<api::Response> check_request(const Access& access, const api::Requ
 std::string redact_target(std::string_view target)
 {
   std::string out(target);
-  for (auto pos = out.find("token="); pos != std::string::npos; pos = out.find("token=", pos + 1)) {
-    if (pos != 0 && out[pos - 1] != '?' && out[pos - 1] != '&') {
-      continue;
+  for (std::string_view name : {"token=", "sig="}) {
+    for (auto pos = out.find(name); pos != std::string::npos; pos = out.find(name, pos + 1)) {
+      if (pos != 0 && out[pos - 1] != '?' && out[pos - 1] != '&') {
+        continue;
+      }
+      const auto from = pos + name.size();
+      auto end = out.find('&', pos);
+      out.replace(from, (end == std::string::npos ? out.size() : end) - from, "…");
     }
-    auto end = out.find('&', pos);
-    out.replace(pos + 6, (end == std::string::npos ? out.size() : end) - pos - 6, "…");
   }
   return out;
 }

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include <charconv>
+#include <chrono>
 #include <filesystem>
 
 namespace klingd::dashboard {
@@ -88,7 +89,9 @@ Response video(api::ApiContext ctx, const Request& req, const std::string& id)
     path = std::filesystem::path(ctx.config.store.videos_dir) / path;
   }
   struct stat st{};
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+  // lstat: a symlink put in place of a finished video is not followed (write_file opens
+  // with O_NOFOLLOW as well).
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
     return api::error_response(ApiError::not_found, fmt::format("the video of job \"{}\" is no longer on disk", id));
   }
   const auto size = static_cast<std::uint64_t>(st.st_size);
@@ -112,6 +115,24 @@ Response video(api::ApiContext ctx, const Request& req, const std::string& id)
                              fmt::format("bytes {}-{}/{}", file.offset, file.offset + file.length - 1, size));
   }
   res.file = std::move(file);
+  return res;
+}
+
+// GET /v1/jobs/{id}/video_link: a link for <video src> and downloads, signed with the token,
+// valid for k_video_link_ttl_s; for completed jobs with a video only.
+Response video_link_response(api::ApiContext ctx, const std::string& id)
+{
+  auto job = ctx.store.get(id);
+  if (!job || job->state != common::JobState::completed || !job->video_sha256) {
+    return api::error_response(ApiError::not_found, fmt::format("no completed job \"{}\" with a video", id));
+  }
+  const auto now = std::chrono::system_clock::now();
+  const auto expires = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count() + k_video_link_ttl_s;
+  json::object o;
+  o["url"] = dashboard::video_link(*ctx.dashboard, job->id, expires);
+  o["expires_in_s"] = k_video_link_ttl_s;
+  auto res = api::json_response(200, o);
+  res.headers.emplace_back("Cache-Control", "no-store");
   return res;
 }
 
@@ -165,27 +186,39 @@ std::optional<std::optional<ByteRange>> parse_range(std::string_view header, std
 asio::awaitable<Routed> route(api::ApiContext ctx, Request req)
 {
   const Access& access = *ctx.dashboard;
-  bool set_cookie = false;
-  if (auto refused = check_request(access, req, &set_cookie)) {
-    harden(*refused);
-    co_return Routed{std::move(*refused), "dashboard_refused"};
-  }
+  const bool old_cookie = carries_old_cookie(access, req);
   // HEAD is GET without a body (the server drops it).
   if (req.method == "HEAD") {
     req.method = "GET";
   }
   const auto& s = req.segments;
-  Routed out{Response{}, ""};
+  const bool get = req.method == "GET";
   const bool root = s.empty() || (s.size() == 1 && s[0].empty());
-  if (req.method == "GET" && root) {
+  const bool asset_path = s.size() == 2 && s[0] == "assets" && (s[1] == "app.js" || s[1] == "app.css");
+  const bool job_sub = s.size() == 4 && s[0] == "v1" && s[1] == "jobs";
+  const bool video_path = get && job_sub && s[3] == "video";
+  // The page and its assets are the same for everybody and hold no data: they load without
+  // the token, which the page then reads from its own address's fragment.
+  Need need = Need::token;
+  if (get && (root || asset_path)) {
+    need = Need::nothing;
+  } else if (video_path) {
+    need = Need::token_or_video_link;
+  }
+  Routed out{Response{}, ""};
+  if (auto refused = check_request(access, req, need, video_path ? std::string_view(s[2]) : std::string_view())) {
+    out = {std::move(*refused), "dashboard_refused"};
+  } else if (get && root) {
     out = {asset(k_index_html, "text/html; charset=utf-8"), "/"};
-  } else if (req.method == "GET" && s.size() == 2 && s[0] == "assets" && s[1] == "app.js") {
+  } else if (get && asset_path && s[1] == "app.js") {
     out = {asset(k_app_js, "text/javascript; charset=utf-8"), "/assets"};
-  } else if (req.method == "GET" && s.size() == 2 && s[0] == "assets" && s[1] == "app.css") {
+  } else if (get && asset_path) {
     out = {asset(k_app_css, "text/css; charset=utf-8"), "/assets"};
-  } else if (req.method == "GET" && s.size() == 4 && s[0] == "v1" && s[1] == "jobs" && s[3] == "video") {
+  } else if (video_path) {
     out = {video(ctx, req, s[2]), "/v1/jobs/{id}/video"};
-  } else if (req.method == "GET" && s.size() == 2 && s[0] == "v1" && s[1] == "batches") {
+  } else if (get && job_sub && s[3] == "video_link") {
+    out = {video_link_response(ctx, s[2]), "/v1/jobs/{id}/video_link"};
+  } else if (get && s.size() == 2 && s[0] == "v1" && s[1] == "batches") {
     auto res = co_await handle_batches(ctx, req, {});
     out = {std::move(res), "/v1/batches"};
   } else if (allowed_api(req)) {
@@ -193,10 +226,11 @@ asio::awaitable<Routed> route(api::ApiContext ctx, Request req)
   } else {
     out = {api::error_response(ApiError::not_found, "not on the dashboard (the socket API has the rest)"), "unmatched"};
   }
-  if (set_cookie) {
-    // The page drops the token from its address; the cookie carries it from then on.
-    out.response.headers.emplace_back(
-      "Set-Cookie", fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict", access.cookie_name(), access.token));
+  if (old_cookie) {
+    // Set by versions that kept the token in a cookie, which every server on this host
+    // received: delete it.
+    out.response.headers.emplace_back("Set-Cookie",
+                                      fmt::format("{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict", access.cookie_name()));
   }
   harden(out.response);
   co_return out;

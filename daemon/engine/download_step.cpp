@@ -65,6 +65,7 @@ asio::awaitable<DownloadEnd> DownloadStep::run(Job job, Actor& a)
     task.url = *job.video_url;
     task.final_path = final_path(m_core.config, job);
     task.part_path = part_path(m_core.config, job);
+    task.store_root = m_core.config.store.videos_dir; // confined: no link or `..` leads out of the store
     std::error_code ec;
     fs::remove(fs::path(task.final_path).concat(".part"), ec); // older versions' unnamed part
     if (job.video_file_size) {

@@ -347,48 +347,212 @@ Result<Ok> fsync_path_fd(int fd, const char* what)
   return Ok{};
 }
 
+// Error code of a path that would leave the store (or goes through a link): the job fails.
+constexpr std::string_view k_confined = "confined";
+
+// A file's directory, opened without following links from the store root, and its name.
+struct Place
+{
+  File dir;
+  std::string name;
+  // Directories this fetch created their child in: they are fsynced so the new entries last.
+  std::vector<File> grew;
+};
+
+// Opens the directory of `path`. With a `root`, `path` must lie under it (lexically) and each
+// directory below the root is opened with O_NOFOLLOW (created when `create`), so a symlink
+// planted anywhere under the videos directory cannot send the file elsewhere. Without one,
+// the parent is created and opened as named (no confinement).
+Result<Place> open_place(const fs::path& root, const fs::path& path, bool create)
+{
+  Place out;
+  out.name = path.filename().string();
+  if (out.name.empty() || out.name == "." || out.name == "..") {
+    return make_error(std::string(k_confined), fmt::format("{} names no file", path.string()));
+  }
+  std::error_code ec;
+  if (root.empty()) {
+    const auto parent = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+    if (create) {
+      fs::create_directories(parent, ec);
+      if (ec) {
+        return make_error("io", fmt::format("create {}: {}", parent.string(), ec.message()));
+      }
+    }
+    out.dir = File(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!out.dir.is_open()) {
+      return make_error("io", fmt::format("open {}: {}", parent.string(), errno_text(errno)));
+    }
+    return out;
+  }
+  const auto rel = path.lexically_normal().lexically_relative(root.lexically_normal());
+  if (rel.empty() || rel.is_absolute() || *rel.begin() == "..") {
+    return make_error(std::string(k_confined),
+                      fmt::format("{} is outside the videos directory {}", path.string(), root.string()));
+  }
+  if (create) {
+    fs::create_directories(root, ec); // the configured root itself may be a link
+    if (ec) {
+      return make_error("io", fmt::format("create {}: {}", root.string(), ec.message()));
+    }
+  }
+  File cur(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!cur.is_open()) {
+    return make_error("io", fmt::format("open {}: {}", root.string(), errno_text(errno)));
+  }
+  fs::path walked = root;
+  for (const auto& part : rel.parent_path()) {
+    const auto name = part.string();
+    if (name.empty() || name == ".") {
+      continue;
+    }
+    walked /= part;
+    if (name == "..") {
+      return make_error(std::string(k_confined), fmt::format("{} climbs out of its directory", path.string()));
+    }
+    bool made = false;
+    int fd = ::openat(cur.fd(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && create) {
+      if (::mkdirat(cur.fd(), name.c_str(), 0777) == 0) {
+        made = true;
+      } else if (errno != EEXIST) {
+        return make_error("io", fmt::format("create {}: {}", walked.string(), errno_text(errno)));
+      }
+      fd = ::openat(cur.fd(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (fd < 0) {
+      const int err = errno;
+      if (err == ELOOP || err == ENOTDIR) {
+        return make_error(std::string(k_confined),
+                          fmt::format("{} is a symlink or not a directory: refused (downloads stay inside {})",
+                                      walked.string(), root.string()));
+      }
+      return make_error("io", fmt::format("open {}: {}", walked.string(), errno_text(err)));
+    }
+    File next(fd);
+    if (made) {
+      out.grew.push_back(std::move(cur));
+    }
+    cur = std::move(next);
+  }
+  out.dir = std::move(cur);
+  return out;
+}
+
+// Opens the .part for reading and appending: an existing one without following a link, a
+// new one with O_EXCL. O_NONBLOCK: a FIFO planted there does not hang the loop.
+Result<File> open_part(const Place& place, const fs::path& shown)
+{
+  const int flags = O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+  int fd = ::openat(place.dir.fd(), place.name.c_str(), flags);
+  if (fd < 0 && errno == ENOENT) {
+    fd = ::openat(place.dir.fd(), place.name.c_str(), flags | O_CREAT | O_EXCL, 0644);
+  }
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ELOOP) {
+      return make_error(std::string(k_confined), fmt::format("{} is a symlink: refused", shown.string()));
+    }
+    return make_error("io", fmt::format("open {}: {}", shown.string(), errno_text(err)));
+  }
+  File file(fd);
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) {
+    return make_error("io", fmt::format("stat {}: {}", shown.string(), errno_text(errno)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return make_error(std::string(k_confined), fmt::format("{} is not a regular file: refused", shown.string()));
+  }
+  return file;
+}
+
+// Makes the entries a fetch created durable (worker thread).
+Result<Ok> fsync_dirs(const std::vector<File>* dirs)
+{
+  for (const auto& d : *dirs) {
+    if (auto r = fsync_path_fd(d.fd(), "directory"); !r) {
+      return r;
+    }
+  }
+  return Ok{};
+}
+
 } // namespace
 
 asio::awaitable<DownloadOutcome> Downloader::Impl::fetch(DownloadTask task)
 {
   const fs::path part = task.part_path.empty() ? fs::path(task.final_path).concat(".part") : task.part_path;
+  // Both directories, opened below task.store_root without following links (open_place).
+  std::optional<Place> part_place;
+  std::optional<Place> final_place;
   // A transient or url_expired end keeps the .part for a Range resume, unless it is empty.
-  auto transient = [&part](std::string message) {
-    std::error_code size_ec;
-    if (fs::exists(part, size_ec) && fs::file_size(part, size_ec) == 0 && !size_ec) {
-      fs::remove(part, size_ec);
+  auto transient = [&part_place](std::string message) {
+    struct stat st{};
+    if (part_place && ::fstatat(part_place->dir.fd(), part_place->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISREG(st.st_mode) && st.st_size == 0) {
+      ::unlinkat(part_place->dir.fd(), part_place->name.c_str(), 0);
     }
     DownloadOutcome out;
     out.status = DownloadStatus::transient;
     out.message = std::move(message);
     return out;
   };
-  auto fatal = [&part](std::string message, int http_status = 0) {
-    std::error_code ignored;
-    fs::remove(part, ignored);
+  auto fatal = [&part_place](std::string message, int http_status = 0) {
+    if (part_place) {
+      ::unlinkat(part_place->dir.fd(), part_place->name.c_str(), 0);
+    }
     DownloadOutcome out;
     out.status = DownloadStatus::fatal;
     out.message = std::move(message);
     out.http_status = http_status;
     return out;
   };
+  auto failed = [&](const Error& e) {
+    return e.code == k_confined ? fatal(e.message) : transient(e.message);
+  };
 
   std::string url = task.url;
   if (auto refused = refuse_url(url, task.allow_http, false)) {
+    // Drop a previous attempt's .part, if its directory is there.
+    if (auto found = open_place(task.store_root, part, false)) {
+      part_place = std::move(*found);
+    }
     co_return fatal(*refused);
   }
 
-  std::error_code ec;
-  fs::create_directories(task.final_path.parent_path(), ec);
-  if (ec) {
-    co_return transient(fmt::format("create {}: {}", task.final_path.parent_path().string(), ec.message()));
+  {
+    auto p = open_place(task.store_root, part, true);
+    if (!p) {
+      co_return failed(p.error());
+    }
+    part_place = std::move(*p);
+    auto f = open_place(task.store_root, task.final_path, true);
+    if (!f) {
+      co_return failed(f.error());
+    }
+    final_place = std::move(*f);
+  }
+  for (auto* place : {&*part_place, &*final_place}) {
+    if (place->grew.empty()) {
+      continue;
+    }
+    // Before anything is written: the new directories exist whatever later attempts do.
+    const std::vector<File>* dirs = &place->grew;
+    auto grown = co_await offload([dirs] { return fsync_dirs(dirs); });
+    if (!grown) {
+      co_return transient(grown.error().message);
+    }
+    place->grew.clear();
   }
   auto transfer = std::make_unique<Transfer>();
   Transfer& t = *transfer;
-  // O_APPEND: every write lands at the end, also after ftruncate(0) on a restart.
-  t.file = File(::open(part.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
-  if (!t.file.is_open()) {
-    co_return transient(fmt::format("open {}: {}", part.string(), errno_text(errno)));
+  {
+    // O_APPEND: every write lands at the end, also after ftruncate(0) on a restart.
+    auto opened = open_part(*part_place, part);
+    if (!opened) {
+      co_return failed(opened.error());
+    }
+    t.file = std::move(*opened);
   }
 
   // An existing .part is a previous attempt's prefix: hash it again and continue after it,
@@ -402,11 +566,7 @@ asio::awaitable<DownloadOutcome> Downloader::Impl::fetch(DownloadTask task)
     const bool too_long = existing > task.max_bytes || (task.expected_size && existing > *task.expected_size);
     Result<Ok> prefix = Ok{};
     if (!too_long) {
-      File reader(::open(part.c_str(), O_RDONLY | O_CLOEXEC));
-      if (!reader.is_open()) {
-        co_return transient(fmt::format("open {}: {}", part.string(), errno_text(errno)));
-      }
-      const int fd = reader.fd();
+      const int fd = t.file.fd();
       Transfer* tp = &t;
       prefix = co_await offload([fd, existing, tp] { return rehash_prefix(fd, existing, tp); });
       if (!prefix) {
@@ -628,22 +788,16 @@ asio::awaitable<DownloadOutcome> Downloader::Impl::fetch(DownloadTask task)
     if (!synced) {
       co_return transient(synced.error().message);
     }
-    fs::rename(part, task.final_path, ec);
-    if (ec) {
-      co_return transient(fmt::format("rename into {}: {}", task.final_path.string(), ec.message()));
+    // renameat replaces whatever is at the final name (a planted link included) itself.
+    if (::renameat(part_place->dir.fd(), part_place->name.c_str(), final_place->dir.fd(),
+                   final_place->name.c_str()) != 0) {
+      co_return transient(fmt::format("rename into {}: {}", task.final_path.string(), errno_text(errno)));
     }
     // The rename is durable only once the directory entry is.
-    const auto dir = task.final_path.parent_path().empty() ? fs::path(".") : task.final_path.parent_path();
     // Lambdas in a co_await expression capture only trivially destructible values: GCC 12
     // destroys such temporaries twice otherwise.
-    const char* dir_name = dir.c_str();
-    auto dir_synced = co_await offload([dir_name] {
-      File d(::open(dir_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      if (!d.is_open()) {
-        return Result<Ok>(make_error("io", fmt::format("open directory: {}", errno_text(errno))));
-      }
-      return fsync_path_fd(d.fd(), "directory");
-    });
+    const int dir_fd = final_place->dir.fd();
+    auto dir_synced = co_await offload([dir_fd] { return fsync_path_fd(dir_fd, "directory"); });
     if (!dir_synced) {
       co_return transient(dir_synced.error().message);
     }

@@ -34,6 +34,10 @@ struct DownloadTask
   bool allow_http = false;
   // Deadline up to the response head; then an inactivity limit per body read.
   std::chrono::milliseconds timeout{60000};
+  // The videos directory. Set: the files must lie under it, every directory below it is
+  // opened without following symlinks (created ones are fsynced), and a .part that is a
+  // link or not a regular file is refused — all fatal. Empty: no confinement.
+  std::filesystem::path store_root;
 };
 
 enum class DownloadStatus {

@@ -7,6 +7,7 @@
 //   KLINGD_TEST_OUT where the screenshot goes
 // Exits 0 when every check passed; prints each step.
 import { chromium } from 'playwright-core';
+import http from 'node:http';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -59,18 +60,54 @@ try {
   page.on('response', (r) => { if (r.status() >= 400) console.log(`[browser] ${r.status()} ${r.url().replace(/token=\w+/, 'token=…')}`); });
   page.on('pageerror', (e) => console.log(`[browser error] ${e.message}`));
 
-  step('without the token the dashboard refuses (401)');
-  const refused = await page.goto(origin + '/');
-  assert.equal(refused.status(), 401);
+  step('without the token the page loads but its data is refused (401)');
   const apiRefused = await page.goto(origin + '/v1/status');
   assert.equal(apiRefused.status(), 401);
+  const bare = await page.goto(origin + '/');
+  assert.equal(bare.status(), 200);
+  await page.locator('#live.bad').waitFor({ timeout: 10000 });
 
-  step('with the token the page loads and drops the token from its address');
+  step('with the token (in the fragment) the page loads and drops the token from its address');
+  assert.ok(new URL(url).hash.startsWith('#token='), `the token is not in the fragment: ${url.replace(/[0-9a-f]{64}/, '…')}`);
+  const token = new URL(url).hash.slice('#token='.length);
+  await page.goto('about:blank'); // from origin + '/', a new fragment alone would not reload
   const ok = await page.goto(url);
   assert.equal(ok.status(), 200);
   await page.locator('#counts .count').first().waitFor();
   await page.locator('#live.ok').waitFor({ timeout: 10000 });
   assert.ok(!page.url().includes('token='), `token still in the address: ${page.url()}`);
+  const cookies = await context.cookies();
+  assert.ok(!cookies.some((c) => c.value.includes(token)), 'the token is in a cookie');
+
+  step('another server on this host, visited by the same browser, receives no credential');
+  // What any local user's web server on 127.0.0.1 sees when the browser visits it: with the
+  // token in a cookie (cookies ignore ports) it came with every request.
+  const seen = [];
+  const other = http.createServer((req, res) => {
+    seen.push({ url: req.url, headers: req.headers });
+    if (req.url === '/') {
+      res.writeHead(200, { 'Content-Type': 'text/html' });
+      res.end('<!doctype html><title>other</title><script>fetch("/probe", {credentials: "include"})' +
+        '.then(r => r.text()).then(t => { document.title = "done"; });</script>');
+    } else {
+      res.writeHead(200, { 'Content-Type': 'text/plain' });
+      res.end('ok');
+    }
+  });
+  await new Promise((ok) => other.listen(0, '127.0.0.1', ok));
+  try {
+    const probe = await context.newPage();
+    await probe.goto(`http://127.0.0.1:${other.address().port}/`);
+    await probe.waitForFunction(() => document.title === 'done', null, { timeout: 10000 });
+    await probe.close();
+  } finally {
+    await new Promise((ok) => other.close(ok));
+  }
+  assert.ok(seen.some((r) => r.url === '/probe'), `the probe page did not fetch: ${JSON.stringify(seen)}`);
+  const leaked = seen.filter((r) => JSON.stringify(r).includes(token) || /klingd/i.test(r.headers.cookie || ''));
+  // The message shows the cookies with the token's value hidden.
+  assert.deepEqual(leaked.map((r) => r.url), [], `a klingd credential reached the other server: ${
+    JSON.stringify(leaked.map((r) => r.headers.cookie || ''))}`.split(token).join('…'));
   // Slow answers: the summary views (counts, batches) are fetched at once but answered 1.5 s
   // later, so state changes keep arriving on the events stream while a fetch is out. The page
   // must fetch again after such an answer instead of keeping what it showed (a batch left at
@@ -104,10 +141,13 @@ try {
   assert.equal(navigations, 0, 'the page reloaded');
   await fakeConfig({ generating_s: 0.1 });
 
-  step('a finished video plays: it reports a duration and currentTime advances');
+  step('a finished video plays from its signed link: it reports a duration and currentTime advances');
   await page.locator(`#jobs tr[data-id="${batch.ids[0]}"]`).click();
   const video = page.locator('#detail video#player');
   await video.waitFor({ timeout: 10000 });
+  const src = await video.getAttribute('src');
+  assert.match(src, /^\/v1\/jobs\/[^/]+\/video\?exp=\d+&sig=[0-9a-f]{64}$/, `video src: ${src}`);
+  assert.ok(!src.includes(token), 'the video link carries the token');
   const played = await video.evaluate(async (v) => {
     v.muted = true;
     if (v.readyState < 1) await new Promise((ok, bad) => { v.onloadedmetadata = ok; v.onerror = () => bad(new Error(`video error ${v.error && v.error.code}`)); });

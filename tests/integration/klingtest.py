@@ -147,6 +147,7 @@ class Klingd:
             "request_timeout_s": 5,
             "max_in_flight": 20,
             "creates_per_minute": 100000,
+            "allow_http": not fake.tls,
         }
         if fake.tls:
             provider["ca_file"] = fake.tls.ca

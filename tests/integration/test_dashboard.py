@@ -24,7 +24,7 @@ class Dash:
         self.url = d.ctl("dashboard", check=0).stdout.strip()
         u = urllib.parse.urlsplit(self.url)
         self.port = u.port
-        self.token = urllib.parse.parse_qs(u.query)["token"][0]
+        self.token = urllib.parse.parse_qs(u.fragment)["token"][0]
         self.origin = f"http://127.0.0.1:{self.port}"
 
     def request(self, method, path, headers=None, body=None, auth=True):
@@ -78,25 +78,72 @@ def test_dashboard_off():
 def test_token_required():
     with Klingd(config_overrides=DASH) as d:
         dash = Dash(d)
-        for path in ("/", "/assets/app.js", "/v1/status", "/v1/jobs", "/v1/events"):
+        # The URL carries the token in its fragment, which browsers never send.
+        assert dash.url == f"http://127.0.0.1:{dash.port}/#token={dash.token}", dash.url
+        for path in ("/v1/status", "/v1/jobs", "/v1/events", "/v1/batches", "/v1/cost"):
             r = dash.request("GET", path, auth=False)
             assert r.status == 401, (path, r)
             assert r.json()["error"]["code"] == "unauthorized"
-        assert dash.request("GET", "/?token=" + "0" * 64, auth=False).status == 401
-        assert dash.request("GET", "/", {"Authorization": "Bearer nope"}, auth=False).status == 401
-        assert dash.request("GET", "/", {"Cookie": f"klingd_dashboard_{dash.port}={'1' * 64}"}, auth=False).status == 401
-        # The query token (first page load) sets the HttpOnly cookie that carries it later.
-        r = dash.request("GET", "/?token=" + dash.token, auth=False)
-        assert r.status == 200 and b"<title>klingd dashboard</title>" in r.body, r
-        cookie = r.header("Set-Cookie")
-        assert cookie.startswith(f"klingd_dashboard_{dash.port}={dash.token};"), cookie
-        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie, cookie
-        assert "default-src 'none'" in r.header("Content-Security-Policy")
-        assert r.header("Referrer-Policy") == "no-referrer"
-        r = dash.request("GET", "/v1/status", {"Cookie": f"other=1; klingd_dashboard_{dash.port}={dash.token}"},
-                         auth=False)
-        assert r.status == 200, r
-        assert dash.token not in d.log(), "the token from the query must not be logged"
+        assert dash.request("GET", "/v1/status", {"Authorization": "Bearer nope"}, auth=False).status == 401
+        assert dash.request("GET", "/v1/status", {"Authorization": "Bearer " + "0" * 64}, auth=False).status == 401
+        # Neither the query nor a cookie carries it any more.
+        assert dash.request("GET", "/v1/status?token=" + dash.token, auth=False).status == 401
+        r = dash.request("GET", "/v1/status", {"Cookie": f"klingd_dashboard_{dash.port}={dash.token}"}, auth=False)
+        assert r.status == 401, r
+        # ... and an old cookie is deleted.
+        cookie = r.header("Set-Cookie") or ""
+        assert cookie.startswith(f"klingd_dashboard_{dash.port}=;") and "Max-Age=0" in cookie, cookie
+        # The page and its assets are static and hold no data: they load without the token,
+        # set no cookie, and keep the hardening headers.
+        for path in ("/", "/assets/app.js", "/assets/app.css"):
+            r = dash.request("GET", path, auth=False)
+            assert r.status == 200, (path, r)
+            assert r.header("Set-Cookie") is None, (path, r.header("Set-Cookie"))
+            assert dash.token.encode() not in r.body
+            assert "default-src 'none'" in r.header("Content-Security-Policy")
+            assert r.header("Referrer-Policy") == "no-referrer"
+        r = dash.request("GET", "/", auth=False)
+        assert b"<title>klingd dashboard</title>" in r.body, r
+        # The Host check applies to the static page as well.
+        assert dash.request("GET", "/", {"Host": "evil.example"}, auth=False).status == 403
+        assert dash.request("GET", "/v1/status").status == 200
+        assert dash.token not in d.log(), "the token must not be logged"
+
+
+def test_video_links():
+    with Klingd(config_overrides=DASH) as d:
+        dash = Dash(d)
+        job = completed_job(d)
+        data = open(job["video"]["path"], "rb").read()
+        path = f"/v1/jobs/{job['id']}/video"
+        assert dash.request("GET", path, auth=False).status == 401
+        assert dash.request("GET", f"/v1/jobs/{job['id']}/video_link", auth=False).status == 401
+        link = dash.request("GET", f"/v1/jobs/{job['id']}/video_link").json()
+        url = link["url"]
+        assert url.startswith(path + "?exp=") and "&sig=" in url, link
+        assert 0 < link["expires_in_s"] <= 900, link
+        assert dash.token not in url
+        r = dash.request("GET", url, auth=False)
+        assert r.status == 200 and r.body == data, r.status
+        r = dash.request("GET", url, {"Range": "bytes=0-9"}, auth=False)
+        assert r.status == 206 and r.body == data[:10]
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+        exp, sig = int(q["exp"][0]), q["sig"][0]
+        bad_sig = sig[:-1] + ("0" if sig[-1] != "0" else "1")
+        other = completed_job(d)
+        for bad in (f"{path}?exp={exp}&sig={bad_sig}",          # forged
+                    f"{path}?exp={exp + 1}&sig={sig}",          # a longer life
+                    f"{path}?exp={exp - 10000}&sig={sig}",      # expired
+                    f"{path}?exp={exp + 10**9}&sig={sig}",      # far future
+                    f"{path}?sig={sig}", f"{path}?exp={exp}",
+                    f"/v1/jobs/{other['id']}/video?exp={exp}&sig={sig}"):  # another job's video
+            assert dash.request("GET", bad, auth=False).status == 401, bad
+        # A link opens the video only, nothing else.
+        assert dash.request("GET", f"/v1/jobs/{job['id']}?exp={exp}&sig={sig}", auth=False).status == 401
+        assert sig not in d.log(), "the signature must not be logged"
+        d.post("/v1/pause")
+        queued = d.submit([spec("not yet")])["jobs"][0]["id"]
+        assert dash.request("GET", f"/v1/jobs/{queued}/video_link").status == 404
 
 
 def test_host_check():

@@ -39,17 +39,17 @@ TEST_CASE("config: a full file with comments and trailing commas")
   test::ScratchDir dir;
   const auto path = dir.write("klingd.jsonc", R"({
     // comments are allowed
-    "provider": { "base_url": "http://127.0.0.1:9000/", "max_in_flight": 3, "creates_per_minute": 0.5, "route": "fal", },
+    "provider": { "base_url": "http://127.0.0.1:9000/", "allow_http": true, "max_in_flight": 3, "creates_per_minute": 0.5, "route": "fal", },
     "poll": { "initial_s": 0.2, "factor": 2, "max_s": 1.5, "jitter": 0 },
     /* block comment */
     "retry": { "max_attempts": 4, "base_s": 0.1, "max_s": 2 },
     "download": { "max_bytes": 1000000, "allow_http": true },
     "store": { "state_dir": "/tmp/st", "synchronous": "normal" },
-    "socket": { "path": "/tmp/k.sock", "mode": "0600" },
+    "socket": { "path": "/tmp/k.sock", "mode": "0600", "max_connections": 100 },
     "on_ambiguous_create": "retry",
     "allow_unknown_models": true,
     "log": { "level": "debug" },
-    "dashboard": { "listen": "127.0.0.1:8787" },
+    "dashboard": { "listen": "127.0.0.1:8787", "max_connections": 16 },
     "budget": { "max_usd_per_day": 12.5 },
     "reconcile": { "window_s": 60 },
   })");
@@ -70,6 +70,9 @@ TEST_CASE("config: a full file with comments and trailing commas")
   CHECK(r->on_ambiguous_create == "retry");
   CHECK(r->allow_unknown_models);
   CHECK(r->dashboard.listen == "127.0.0.1:8787");
+  CHECK(r->dashboard.max_connections == 16);
+  CHECK(r->socket.max_connections == 100);
+  CHECK(r->provider.allow_http);
   CHECK(r->budget.max_usd_per_day == doctest::Approx(12.5));
   CHECK(r->source == path);
 }
@@ -95,6 +98,16 @@ TEST_CASE("config: errors name the file and the key")
     {R"({"provider": 5})", "provider: must be an object"},
     {R"({"provider": {"route": "replicate"}})", "provider.route: must be one of \"\", \"kling\", \"klingai\", \"fal\", \"auto\" (got \"replicate\")"},
     {R"({"provider": {"route": true}})", "provider.route: must be a string"},
+    // The key must not travel in clear text or sit in a URL that is logged (issue 17).
+    {R"({"provider": {"base_url": "http://api.aimlapi.com"}})", "provider.base_url: \"http://api.aimlapi.com\" is http"},
+    {R"({"provider": {"base_url": "http://127.0.0.1:9000", "allow_http": false}})", "set provider.allow_http to true"},
+    {R"({"provider": {"base_url": "https://user:secret@api.aimlapi.com"}})",
+     "provider.base_url: must not carry a user name or password"},
+    {R"({"provider": {"base_url": "https://user@api.aimlapi.com", "allow_http": true}})",
+     "provider.base_url: must not carry a user name or password"},
+    {R"({"provider": {"allow_http": 1}})", "provider.allow_http: must be true or false"},
+    {R"({"socket": {"max_connections": 2}})", "socket.max_connections: must be between 8"},
+    {R"({"dashboard": {"max_connections": 0}})", "dashboard.max_connections: must be between 4"},
     {R"({"download": {"allow_http": "yes"}})", "download.allow_http: must be true or false"},
     {R"({"socket": {"mode": 660}})", "socket.mode: must be an octal string"},
     {R"({"socket": {"mode": "0999"}})", "socket.mode: must be an octal string"},
@@ -135,6 +148,12 @@ TEST_CASE("config: environment overrides and systemd directories")
   CHECK(r->provider.base_url == "https://127.0.0.1:4443");
   CHECK(r->socket.path == "/tmp/x.sock");
   CHECK(r->store.state_dir == "/var/lib/klingd");
+  // An http:// override needs provider.allow_http like the file's own value.
+  env["AIMLAPI_BASE_URL"] = "http://127.0.0.1:4443";
+  auto plain = parse_config("", "t", env);
+  REQUIRE_FALSE(plain.ok());
+  CHECK(plain.error().message.find("provider.allow_http") != std::string::npos);
+  CHECK(parse_config(R"({"provider": {"allow_http": true}})", "t", env).ok());
 
   Environment env2 = base_env();
   env2["RUNTIME_DIRECTORY"] = "/run/klingd";

@@ -467,3 +467,73 @@ TEST_CASE("Downloader: streams 50 MB with constant memory and the right SHA-256"
   CHECK(out.sha256_hex == sha256_hex(f.site.size));
   CHECK(fs::file_size(f.final_file()) == f.site.size);
 }
+
+// Issue 17, item 3: with store_root set, symlinks planted under the videos directory never
+// send a download elsewhere, and a path that leaves the store is refused.
+TEST_CASE("Downloader: confined to store_root: planted symlinks and escaping paths are fatal")
+{
+  Fixture f;
+  const auto videos = f.dir.path() / "videos";
+  const auto elsewhere = f.dir.path() / "elsewhere";
+  fs::create_directories(videos);
+  fs::create_directories(elsewhere);
+  auto confined = [&](fs::path final_path) {
+    auto t = f.task("/v.mp4");
+    t.store_root = videos;
+    t.final_path = std::move(final_path);
+    return t;
+  };
+
+  SUBCASE("a directory that is a symlink")
+  {
+    fs::create_directory_symlink(elsewhere, videos / "batch");
+    const auto out = f.fetch(confined(f.final_file()));
+    CHECK_MESSAGE(out.status == DownloadStatus::fatal, show(out));
+    CHECK(out.message.find("symlink") != std::string::npos);
+    CHECK(fs::is_empty(elsewhere));
+  }
+  SUBCASE("a deeper directory that is a symlink")
+  {
+    fs::create_directories(videos / "a");
+    fs::create_directory_symlink(elsewhere, videos / "a" / "b");
+    const auto out = f.fetch(confined(videos / "a" / "b" / "c" / "job.mp4"));
+    CHECK_MESSAGE(out.status == DownloadStatus::fatal, show(out));
+    CHECK(fs::is_empty(elsewhere));
+  }
+  SUBCASE("a .part that is a symlink")
+  {
+    fs::create_directories(videos / "batch");
+    const auto target = elsewhere / "victim";
+    { std::ofstream(target) << "keep"; }
+    fs::create_symlink(target, f.part());
+    const auto out = f.fetch(confined(f.final_file()));
+    CHECK_MESSAGE(out.status == DownloadStatus::fatal, show(out));
+    CHECK(fs::file_size(target) == 4); // not appended to, not truncated
+    CHECK_FALSE(fs::exists(f.final_file()));
+  }
+  SUBCASE("a path outside the store")
+  {
+    const auto out = f.fetch(confined(videos / ".." / "elsewhere" / "job.mp4"));
+    CHECK_MESSAGE(out.status == DownloadStatus::fatal, show(out));
+    CHECK(out.message.find("outside the videos directory") != std::string::npos);
+    CHECK(fs::is_empty(elsewhere));
+  }
+  SUBCASE("a final file that is a symlink is replaced, not written through")
+  {
+    fs::create_directories(videos / "batch");
+    const auto target = elsewhere / "victim";
+    { std::ofstream(target) << "keep"; }
+    fs::create_symlink(target, f.final_file());
+    const auto out = f.fetch(confined(f.final_file()));
+    REQUIRE_MESSAGE(out.status == DownloadStatus::ok, show(out));
+    CHECK_FALSE(fs::is_symlink(f.final_file()));
+    CHECK(fs::file_size(f.final_file()) == f.site.size);
+    CHECK(fs::file_size(target) == 4);
+  }
+  SUBCASE("new directories are created inside the store and the download completes")
+  {
+    const auto out = f.fetch(confined(videos / "x" / "y" / "job.mp4"));
+    REQUIRE_MESSAGE(out.status == DownloadStatus::ok, show(out));
+    CHECK(fs::file_size(videos / "x" / "y" / "job.mp4") == f.site.size);
+  }
+}

@@ -1,6 +1,8 @@
 // klingd dashboard: plain JavaScript, no build step. Reads the same JSON API as klingctl
-// through the dashboard listener; the token travels in an HttpOnly cookie set on the
-// first page load, so nothing here ever sees it after that.
+// through the dashboard listener. The token comes in the address's fragment (never sent to
+// any server), is kept in this tab's sessionStorage (isolated by origin, port included,
+// unlike cookies) so a reload keeps working, and goes out as `Authorization: Bearer` on
+// every request; videos play from short-lived links signed per job (docs/security.md).
 'use strict';
 
 const STATES = ['queued', 'submitting', 'generating', 'downloading', 'completed', 'failed', 'canceled'];
@@ -11,10 +13,17 @@ const COLOR = {
 };
 const PAGE = 50;
 
-// The address bar (and history) should not keep the token once the cookie holds it.
-if (new URLSearchParams(location.search).has('token')) {
-  history.replaceState(null, '', location.pathname);
-}
+const TOKEN = (() => {
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get('token');
+  if (fromHash) {
+    // The address bar (and history) should not keep it.
+    history.replaceState(null, '', location.pathname + location.search);
+    try { sessionStorage.setItem('klingd_token', fromHash); } catch (_) { /* storage off: this load only */ }
+    return fromHash;
+  }
+  try { return sessionStorage.getItem('klingd_token') || ''; } catch (_) { return ''; }
+})();
+const AUTH = { Authorization: `Bearer ${TOKEN}` };
 
 const $ = (sel) => document.querySelector(sel);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -48,7 +57,7 @@ class HttpError extends Error {
 }
 
 async function api(path, opts = {}) {
-  const r = await fetch(path, { cache: 'no-store', credentials: 'same-origin', ...opts });
+  const r = await fetch(path, { cache: 'no-store', credentials: 'omit', ...opts, headers: { ...AUTH, ...(opts.headers || {}) } });
   let body = null;
   try { body = await r.json(); } catch (_) { /* not JSON */ }
   if (!r.ok) {
@@ -327,7 +336,30 @@ async function loadDetail(force) {
   // Re-rendering would restart a playing video: only when something changed.
   if (!force && old && old.id === job.id && old.state === job.state && old.history.length === job.history.length) return;
   view.detail = job;
-  renderDetail(job);
+  const link = job.state === 'completed' && job.video ? await videoLink(job.id) : null;
+  renderDetail(job, link);
+}
+
+// A <video> cannot send the token: it plays from a link signed for this job that expires
+// after a few minutes. A player whose link has expired (a seek after a long pause) gets a new one.
+async function videoLink(id) {
+  try {
+    return (await api(`/v1/jobs/${encodeURIComponent(id)}/video_link`)).url;
+  } catch (e) {
+    return null;
+  }
+}
+
+function relinkOnError(video, id) {
+  let tries = 0;
+  video.addEventListener('error', async () => {
+    if (tries++ >= 2) return;
+    const at = video.currentTime;
+    const url = await videoLink(id);
+    if (!url) return;
+    video.src = url;
+    video.currentTime = at;
+  });
 }
 
 async function action(job, verb) {
@@ -341,7 +373,7 @@ async function action(job, verb) {
   soon('jobs', loadJobs, 0);
 }
 
-function renderDetail(job) {
+function renderDetail(job, link) {
   const cost = job.cost ? `${usd(job.cost.usd)}${job.cost.credits !== null && job.cost.credits !== undefined ? ` · ${job.cost.credits} credits` : ''}` : '—';
   const rows = [
     ['batch', el('code', { text: job.batch })], ['key', job.key || '—'], ['model', job.model], ['output', job.output],
@@ -362,10 +394,18 @@ function renderDetail(job) {
     parts.push(el('div', { class: 'error-box' }, el('b', { text: job.error.code }), ': ', job.error.message,
       job.error.http_status ? ` (HTTP ${job.error.http_status})` : ''));
   }
-  if (job.state === 'completed' && job.video) {
-    const src = `/v1/jobs/${encodeURIComponent(job.id)}/video`;
-    parts.push(el('video', { controls: true, preload: 'metadata', src, id: 'player' }));
-    parts.push(el('div', { class: 'muted' }, el('a', { href: src, download: (job.output || job.id).split('/').pop() }, 'download'),
+  if (job.state === 'completed' && job.video && link) {
+    const player = el('video', { controls: true, preload: 'metadata', src: link, id: 'player' });
+    relinkOnError(player, job.id);
+    parts.push(player);
+    const name = (job.output || job.id).split('/').pop();
+    // The link in the page may have expired by the time it is clicked: fetch a fresh one.
+    const download = async (ev) => {
+      ev.preventDefault();
+      const url = await videoLink(job.id);
+      if (url) el('a', { href: url, download: name }).click();
+    };
+    parts.push(el('div', { class: 'muted' }, el('a', { href: link, download: name, onclick: download }, 'download'),
       job.video.bytes ? ` · ${(job.video.bytes / 1e6).toFixed(2)} MB` : ''));
   }
   parts.push(el('dl', {}, rows.map(([k, v]) => [el('dt', { text: k }), el('dd', {}, v)])));
@@ -406,7 +446,7 @@ async function follow() {
   let backoff = 500;
   for (;;) {
     try {
-      const r = await fetch(`/v1/events?since=${view.lastSeq}`, { cache: 'no-store' });
+      const r = await fetch(`/v1/events?since=${view.lastSeq}`, { cache: 'no-store', credentials: 'omit', headers: AUTH });
       if (r.status === 401) { showUnauthorized(); return; }
       if (!r.ok) throw new Error(`HTTP ${r.status}`);
       setLive('ok', 'live');
