@@ -196,6 +196,11 @@ int cmd_show(Session& s, const std::string& id)
   row("labels", labels.empty() ? "-" : labels);
   row("generation_id", field(j, "generation_id"));
   row("provider", field(j, "provider_status"));
+  if (auto* r = j.if_contains("route"); r && r->is_object()) {
+    const auto& ro = r->get_object();
+    row("route", fmt::format("asked {}, served by {}", ro.at("asked").is_string() ? field(ro, "asked") : "(provider default)",
+                             ro.at("served").is_string() ? field(ro, "served") : "(not reported)"));
+  }
   row("attempts", fmt::format("{} (polls {})", field(j, "attempts"), field(j, "polls")));
   if (j.at("error").is_object()) {
     row("error", error_text(j.at("error")));
@@ -293,6 +298,9 @@ int cmd_status(Session& s)
     std::cout << fmt::format("dispatch: PAUSED: {}\n", str(o.at("paused")));
   } else {
     std::cout << "dispatch: running\n";
+  }
+  if (auto* b = o.if_contains("balance"); b && b->is_object() && b->at("usd").is_number()) {
+    std::cout << fmt::format("balance:  ${:.2f} (read {})\n", b->at("usd").to_number<double>(), field(b->as_object(), "checked_at"));
   }
   const auto& limits = o.at("limits").as_object();
   std::cout << fmt::format("in flight: {}/{} (submitting {}, generating {}), downloading {}\n", field(o, "in_flight"),

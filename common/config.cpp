@@ -233,6 +233,7 @@ const std::vector<KeyDef>& key_defs()
     d.push_back(string_key("provider.ca_file", [](Config& c) -> auto& { return c.provider.ca_file; }));
     d.push_back(number_key("provider.request_timeout_s", [](Config& c) -> auto& { return c.provider.request_timeout_s; }, 0, 3600, true));
     d.push_back(integer_key<int>("provider.max_in_flight", [](Config& c) -> auto& { return c.provider.max_in_flight; }, 1, 100000));
+    d.push_back(number_key("provider.balance_check_s", [](Config& c) -> auto& { return c.provider.balance_check_s; }, 0, 86400, false));
     d.push_back(number_key("provider.creates_per_minute", [](Config& c) -> auto& { return c.provider.creates_per_minute; }, 0, 1e6, true));
     d.push_back(string_key("provider.route", [](Config& c) -> auto& { return c.provider.route; }, one_of({"", "kling", "klingai", "fal", "auto"})));
     d.push_back(number_key("poll.initial_s", [](Config& c) -> auto& { return c.poll.initial_s; }, 0, 86400, true));
@@ -244,6 +245,7 @@ const std::vector<KeyDef>& key_defs()
     d.push_back(integer_key<int>("retry.max_attempts", [](Config& c) -> auto& { return c.retry.max_attempts; }, 1, 1000));
     d.push_back(number_key("retry.base_s", [](Config& c) -> auto& { return c.retry.base_s; }, 0, 86400, true));
     d.push_back(number_key("retry.max_s", [](Config& c) -> auto& { return c.retry.max_s; }, 0, 86400, true));
+    d.push_back(number_key("retry.rate_limited_max_s", [](Config& c) -> auto& { return c.retry.rate_limited_max_s; }, 0, 30 * 86400, true));
     d.push_back(integer_key<std::uint64_t>("download.max_bytes", [](Config& c) -> auto& { return c.download.max_bytes; }, 1, 1LL << 50));
     d.push_back(number_key("download.timeout_s", [](Config& c) -> auto& { return c.download.timeout_s; }, 0, 86400, true));
     d.push_back(bool_key("download.allow_http", [](Config& c) -> auto& { return c.download.allow_http; }));

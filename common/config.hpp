@@ -40,6 +40,9 @@ struct Config
     double request_timeout_s = 30;
     int max_in_flight = 10;
     double creates_per_minute = 20;
+    // How often GET /v2/billing is asked for the balance (status, /metrics, the dashboard, and
+    // dispatch held before a create whose expected cost exceeds it). 0: never.
+    double balance_check_s = 60;
     // The `provider` routing field (kling|klingai|fal|auto) set on requests for models that
     // take it when the request itself does not; empty: not sent (the provider then uses auto).
     std::string route;
@@ -58,6 +61,10 @@ struct Config
     int max_attempts = 8;
     double base_s = 2;
     double max_s = 300;
+    // A create answered plain 429 (rate limit, not the account) is retried without counting
+    // against max_attempts, but a job held back by 429s for longer than this fails
+    // retries_exhausted.
+    double rate_limited_max_s = 3600;
   } retry;
   struct Download
   {

@@ -21,6 +21,7 @@ Metrics::Metrics()
     m_in_flight(p::BuildGauge().Name("klingd_in_flight").Help("Jobs submitting or generating").Register(*m_registry)),
     m_paused(p::BuildGauge().Name("klingd_dispatch_paused").Help("1 while dispatch of new creates is paused").Register(*m_registry)),
     m_spent_usd(p::BuildGauge().Name("klingd_spent_usd").Help("Recorded spend of all jobs, USD").Register(*m_registry)),
+    m_balance_usd(p::BuildGauge().Name("klingd_balance_usd").Help("Account balance the provider last reported (GET /v2/billing), USD").Register(*m_registry)),
     m_spent_credits(p::BuildGauge().Name("klingd_spent_credits").Help("Recorded spend of all jobs, credits").Register(*m_registry)),
     m_db_bytes(p::BuildGauge().Name("klingd_db_bytes").Help("Size of the SQLite database file").Register(*m_registry)),
     m_wal_bytes(p::BuildGauge().Name("klingd_db_wal_bytes").Help("Size of the SQLite write-ahead log (-wal file)").Register(*m_registry))
@@ -51,6 +52,7 @@ p::Gauge& Metrics::jobs(std::string_view state) { return m_jobs.Add({{"state", s
 p::Gauge& Metrics::in_flight() { return m_in_flight.Add({}); }
 p::Gauge& Metrics::paused() { return m_paused.Add({}); }
 p::Gauge& Metrics::spent_usd() { return m_spent_usd.Add({}); }
+p::Gauge& Metrics::balance_usd() { return m_balance_usd.Add({}); }
 p::Gauge& Metrics::spent_credits() { return m_spent_credits.Add({}); }
 p::Gauge& Metrics::db_bytes() { return m_db_bytes.Add({}); }
 p::Gauge& Metrics::wal_bytes() { return m_wal_bytes.Add({}); }

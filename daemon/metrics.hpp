@@ -37,6 +37,8 @@ public:
   prometheus::Gauge& paused();
   // Recorded spend (what the provider's headers or request log said), in total.
   prometheus::Gauge& spent_usd();
+  // The account balance GET /v2/billing last reported, USD.
+  prometheus::Gauge& balance_usd();
   prometheus::Gauge& spent_credits();
   // Sizes of the database file and of its write-ahead log (bounded: docs/operations.md).
   prometheus::Gauge& db_bytes();
@@ -58,6 +60,7 @@ private:
   prometheus::Family<prometheus::Gauge>& m_in_flight;
   prometheus::Family<prometheus::Gauge>& m_paused;
   prometheus::Family<prometheus::Gauge>& m_spent_usd;
+  prometheus::Family<prometheus::Gauge>& m_balance_usd;
   prometheus::Family<prometheus::Gauge>& m_spent_credits;
   prometheus::Family<prometheus::Gauge>& m_db_bytes;
   prometheus::Family<prometheus::Gauge>& m_wal_bytes;

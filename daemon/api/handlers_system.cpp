@@ -67,6 +67,11 @@ asio::awaitable<Response> handle_status(ApiContext ctx, Request, PathParams)
   o["downloading"] = st.downloading;
   o["reconciling"] = st.reconciling;
   o["paused"] = st.paused ? json::value(*st.paused) : json::value(nullptr);
+  if (st.balance_usd) {
+    o["balance"] = json::object{{"usd", *st.balance_usd}, {"checked_at", st.balance_checked_at.value_or("")}};
+  } else {
+    o["balance"] = nullptr;
+  }
   json::object budget;
   budget["max_usd_per_day"] = st.max_usd_per_day > 0 ? json::value(st.max_usd_per_day) : json::value(nullptr);
   json::array blocked;

@@ -125,6 +125,11 @@ json::object job_to_json(const store::Job& job, const common::Config& config)
   o["labels"] = parse_or_null(job.labels);
   o["generation_id"] = opt(job.generation_id);
   o["provider_status"] = opt(job.provider_status);
+  if (job.route_asked || job.route_served) {
+    o["route"] = json::object{{"asked", opt(job.route_asked)}, {"served", opt(job.route_served)}};
+  } else {
+    o["route"] = nullptr;
+  }
   o["attempts"] = job.attempts;
   o["polls"] = job.polls;
   o["error"] = error_json(job.error);

@@ -148,6 +148,7 @@ void Core::pause(std::string reason, bool account)
   }
   paused = std::move(reason);
   pause_is_account = account;
+  pause_is_balance = false;
   metrics.paused().Set(1);
 }
 
@@ -162,6 +163,7 @@ void Core::resume()
   }
   paused.reset();
   pause_is_account = false;
+  pause_is_balance = false;
   metrics.paused().Set(0);
   dispatch_wake.notify();
 }

@@ -116,9 +116,17 @@ public:
   // ending the loop that ran it.
   boost::asio::awaitable<void> guarded(std::string id, boost::asio::awaitable<void> step);
 
+  // --- account balance (BalanceWatch) ---
+  std::optional<double> balance_usd;
+  std::optional<std::string> balance_checked_at;
+  double spent_since_balance = 0; // expected cost of creates dispatched since that reading
+  // Jobs whose creates are answered plain 429, since when (retry.rate_limited_max_s).
+  std::unordered_map<std::string, Clock::time_point> rate_limited_since;
+
   // --- pause ---
   std::optional<std::string> paused;
   bool pause_is_account = false;
+  bool pause_is_balance = false; // lifted by the next balance reading that shows enough
   void pause(std::string reason, bool account);
   void resume();
 

@@ -5,6 +5,7 @@
 #include "daemon/metrics.hpp"
 #include "daemon/store/group_commit.hpp"
 
+#include <boost/json.hpp>
 #include <fmt/format.h>
 
 namespace klingd::engine {
@@ -26,6 +27,19 @@ asio::awaitable<CreateEnd> CreateStep::run(const Job& job, Actor& a)
     co_return CreateEnd::not_started; // still `queued` in the store: nothing to undo
   }
   a.phase = Actor::Phase::creating;
+  // The `provider` route: the request's own, else provider.route for a model that takes it.
+  std::string body = job.request;
+  std::optional<std::string> route;
+  {
+    boost::system::error_code ec;
+    auto request = boost::json::parse(job.request, ec);
+    if (!ec && request.is_object()) {
+      if (m_core.catalog.apply_route(request.as_object(), m_core.config.provider.route)) {
+        body = boost::json::serialize(request);
+      }
+      route = common::requested_route(request.as_object());
+    }
+  }
   std::string crid;
   int attempt = 0;
   co_await m_core.committer.run([&](JobStore& s) {
@@ -33,6 +47,9 @@ asio::awaitable<CreateEnd> CreateStep::run(const Job& job, Actor& a)
     u.step = std::optional<std::string>{};
     u.error = std::optional<JobError>{};
     u.cost_estimate_usd = a.expected_cost;
+    if (route) {
+      u.route_asked = *route;
+    }
     if (!s.transition(job.id, JobState::queued, JobState::submitting, u)) {
       return; // canceled meanwhile
     }
@@ -54,7 +71,7 @@ asio::awaitable<CreateEnd> CreateStep::run(const Job& job, Actor& a)
   const auto family = model ? model->family : m_core.catalog.family_for(job.model);
   log::debug("job.create", {{"job", job.id}, {"attempt", attempt}, {"model", job.model}});
   const SysTime sent = now_utc();
-  auto r = co_await m_core.provider.create(family, job.request, crid);
+  auto r = co_await m_core.provider.create(family, std::move(body), crid);
   m_core.metrics.creates(r.outcome.cls == CallClass::ok ? "accepted" : provider::to_string(r.outcome.cls)).Increment();
   co_return co_await handle(job, attempt, sent, std::move(r));
 }
@@ -71,6 +88,9 @@ asio::awaitable<bool> CreateStep::requeue(const Job& job, int attempt, AttemptOu
 asio::awaitable<CreateEnd> CreateStep::handle(const Job& job, int attempt, SysTime sent, provider::CreateResult r)
 {
   const auto& o = r.outcome;
+  if (o.cls != CallClass::safe_retry) {
+    m_core.rate_limited_since.erase(job.id);
+  }
   switch (o.cls) {
   case CallClass::ok: {
     JobUpdate u;
@@ -95,18 +115,32 @@ asio::awaitable<CreateEnd> CreateStep::handle(const Job& job, int attempt, SysTi
   }
   case CallClass::safe_retry: {
     m_core.metrics.provider_errors(o.http_status == 429 ? "http_429" : o.http_status ? "http_5xx" : "network").Increment();
-    const int failures = job.step_failures + 1;
-    if (o.http_status == 429) {
-      // A 429 slows every create to this host for a while (docs/contract.md §3.4).
-      m_core.create_rate.hold_until(Clock::now() + o.retry_after.value_or(seconds(m_core.config.retry.base_s)));
-    }
+    const bool rate_limited = o.http_status == 429;
+    // A plain 429 is the provider pacing us, not the job failing: it slows every create to the
+    // host (docs/contract.md §3.4) and does not count against retry.max_attempts, up to a
+    // wall-clock ceiling (retry.rate_limited_max_s).
+    const int failures = rate_limited ? job.step_failures : job.step_failures + 1;
     const auto outcome = o.http_status ? AttemptOutcome::transient : AttemptOutcome::not_sent;
+    if (rate_limited) {
+      m_core.create_rate.hold_until(Clock::now() + o.retry_after.value_or(seconds(m_core.config.retry.base_s)));
+      const auto since = m_core.rate_limited_since.try_emplace(job.id, Clock::now()).first->second;
+      const double held_s = std::chrono::duration<double>(Clock::now() - since).count();
+      if (held_s > m_core.config.retry.rate_limited_max_s) {
+        m_core.rate_limited_since.erase(job.id);
+        co_await m_core.fail_create(job.id, attempt, outcome, &r, common::ErrorCode::retries_exhausted,
+                                    fmt::format("the provider kept answering 429 (rate limited) for {:.0f}s "
+                                                "(retry.rate_limited_max_s); last: {}", held_s, o.message));
+        co_return CreateEnd::failed;
+      }
+    } else {
+      m_core.rate_limited_since.erase(job.id);
+    }
     if (failures >= m_core.config.retry.max_attempts) {
       co_await m_core.fail_create(job.id, attempt, AttemptOutcome::not_sent, &r, common::ErrorCode::retries_exhausted,
                                   fmt::format("create failed {} times; last: {}", failures, o.message));
       co_return CreateEnd::failed;
     }
-    const auto delay = retry_delay(m_core.config.retry, failures, o.retry_after, m_core.rng);
+    const auto delay = retry_delay(m_core.config.retry, std::max(failures, 1), o.retry_after, m_core.rng);
     auto done = co_await m_core.settle_create(job.id, attempt, outcome, &r, [&](JobStore& s) {
       JobUpdate u;
       u.step_failures = failures;

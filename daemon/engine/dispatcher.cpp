@@ -63,6 +63,18 @@ std::size_t Dispatcher::round(Clock::time_point now)
     // Budgets: what is spent or in flight plus this job's expected cost must stay within them;
     // otherwise dispatch of that scope waits. Nothing fails.
     const double expected = expected_cost(job).value_or(0);
+    // The provider bills at create: a create the balance cannot pay for waits, like a 402 would
+    // make it, but before it is sent (lifted by BalanceWatch once a reading shows more).
+    if (m_core.balance_usd && expected > 0 && m_core.spent_since_balance + expected > *m_core.balance_usd) {
+      m_core.pause(fmt::format("account balance ${:.2f} (read {}, ${:.2f} dispatched since) is below the next "
+                               "create's expected cost ${:.2f}; dispatch goes on once a balance reading shows enough "
+                               "(provider.balance_check_s) or on `klingctl resume`",
+                               *m_core.balance_usd, m_core.balance_checked_at.value_or("?"),
+                               m_core.spent_since_balance, expected),
+                   true);
+      m_core.pause_is_balance = true;
+      break;
+    }
     if (max_per_day > 0) {
       if (!today) {
         today = m_core.store.spend_since(format_day(now_utc()) + "T00:00:00.000Z") + m_core.claims.usd;
@@ -103,6 +115,7 @@ std::size_t Dispatcher::round(Clock::time_point now)
       a->batch = batch;
       m_core.claims.add(batch, expected);
     }
+    m_core.spent_since_balance += expected;
     ++started;
   }
   if (m_budget_block && m_budget_block != m_logged_budget_block) {

@@ -4,6 +4,7 @@
 
 #include "common/log.hpp"
 #include "daemon/engine/actors.hpp"
+#include "daemon/engine/balance_watch.hpp"
 #include "daemon/engine/cost_collector.hpp"
 #include "daemon/engine/dispatcher.hpp"
 #include "daemon/engine/log_scanner.hpp"
@@ -48,7 +49,8 @@ public:
       m_actors(m_core, m_create, m_poller, m_download),
       m_dispatcher(m_core, m_actors),
       m_costs(m_core, m_scanner),
-      m_recovery(m_core, m_actors, m_reconciler)
+      m_recovery(m_core, m_actors, m_reconciler),
+      m_balance(m_core)
   {
     m_core.start_actor = [this](Job job, bool resumed) { return m_actors.spawn(std::move(job), resumed); };
     m_core.recover = [this](const std::string& id) { m_recovery.schedule(id); };
@@ -63,6 +65,7 @@ public:
     spawn_loop("poll_flusher", [this] { return m_actors.flush_step(); });
     spawn_loop("reconciler", [this] { return m_reconciler.step(); });
     spawn_loop("cost_collector", [this] { return m_costs.step(); });
+    spawn_loop("balance", [this] { return m_balance.step(); });
     for (const auto& job : m_core.store.completed_without_cost(format_rfc3339(now_utc() - std::chrono::hours(24)))) {
       m_costs.add(job);
     }
@@ -118,6 +121,8 @@ public:
     s.max_in_flight = m_core.config.provider.max_in_flight;
     s.creates_per_minute = m_core.config.provider.creates_per_minute;
     s.download_max_concurrent = m_core.config.download.max_concurrent;
+    s.balance_usd = m_core.balance_usd;
+    s.balance_checked_at = m_core.balance_checked_at;
     return s;
   }
 
@@ -268,6 +273,7 @@ private:
   Dispatcher m_dispatcher;
   CostCollector m_costs;
   Recovery m_recovery;
+  BalanceWatch m_balance;
 };
 
 Engine::Engine(asio::any_io_executor ex, const common::Config& config, const common::Catalog& catalog,

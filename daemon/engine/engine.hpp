@@ -45,6 +45,8 @@ struct EngineStatus
   int max_in_flight = 0;
   double creates_per_minute = 0;
   int download_max_concurrent = 0;
+  std::optional<double> balance_usd;             // as GET /v2/billing last said
+  std::optional<std::string> balance_checked_at; // when (RFC 3339)
 };
 
 class Engine

@@ -27,6 +27,7 @@ public:
   {
     return m_client.logs(std::move(start), std::move(end), std::move(models), limit, offset);
   }
+  asio::awaitable<provider::Balance> balance() override { return m_client.balance(); }
   void set_options(provider::ProviderClient::Options options) override { m_client.set_options(std::move(options)); }
   void close_all() override { m_http.close_all(); }
 

@@ -142,6 +142,11 @@ asio::awaitable<void> Poller::poll_once(const Job& job, Actor& a, Clock::time_po
       u.video_url = *st.video_url;
       if (st.file_size) u.video_file_size = *st.file_size;
       u.step_failures = 0;
+      if (st.served_by) u.route_served = *st.served_by;
+      // The completed status's meta.usage is the generation's charge: the job's cost when the
+      // create's headers (or the request log, later) gave none.
+      if (!job.cost_usd && st.usage_usd) u.cost_usd = *st.usage_usd;
+      if (!job.cost_credits && st.usage_credits) u.cost_credits = *st.usage_credits;
       bool moved = false;
       co_await commit_with_polls(a, [&](JobStore& s) {
         moved = s.transition(job.id, JobState::generating, JobState::downloading, u);

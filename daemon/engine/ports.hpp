@@ -28,6 +28,8 @@ public:
   // One page of GET /v2/logs, newest first, for [start, end] and these models (none: all).
   virtual boost::asio::awaitable<provider::LogPage> logs(std::string start, std::string end,
                                                          std::vector<std::string> models, int limit, int offset) = 0;
+  // GET /v2/billing: the account's balance.
+  virtual boost::asio::awaitable<provider::Balance> balance() = 0;
   virtual void set_options(provider::ProviderClient::Options options) = 0;
   // Drops idle keep-alive connections (shutdown).
   virtual void close_all() = 0;

@@ -18,7 +18,7 @@ constexpr const char* k_job_columns =
   "id, key, batch, state, step, model, request, output, priority, timeout_s, labels, generation_id, "
   "provider_status, provider_failed, attempts, step_failures, polls, error_code, error_message, "
   "error_http_status, video_url, video_file_size, video_path, video_bytes, video_sha256, cost_usd, "
-  "cost_credits, created_at, updated_at, accepted_at, finished_at";
+  "cost_credits, created_at, updated_at, accepted_at, finished_at, route_asked, route_served";
 
 JobState state_from_text(const std::string& s)
 {
@@ -93,6 +93,8 @@ Job JobStore::read_job(Query& st)
   j.updated_at = st.text(28);
   j.accepted_at = st.opt_text(29);
   j.finished_at = st.opt_text(30);
+  j.route_asked = st.opt_text(31);
+  j.route_served = st.opt_text(32);
   return j;
 }
 
@@ -370,6 +372,8 @@ SetClause build_set(const JobUpdate& u)
   if (u.cost_usd) s.add("cost_usd", *u.cost_usd);
   if (u.cost_credits) s.add("cost_credits", *u.cost_credits);
   if (u.cost_estimate_usd) s.add("cost_estimate_usd", *u.cost_estimate_usd);
+  if (u.route_asked) s.add("route_asked", *u.route_asked);
+  if (u.route_served) s.add("route_served", *u.route_served);
   return s;
 }
 

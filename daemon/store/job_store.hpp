@@ -56,6 +56,8 @@ struct Job
   std::string updated_at;
   std::optional<std::string> accepted_at;
   std::optional<std::string> finished_at;
+  std::optional<std::string> route_asked;  // `provider` sent with the create (request's, else provider.route)
+  std::optional<std::string> route_served; // who served it, as the completed status reports
 };
 
 struct NewJob
@@ -135,6 +137,8 @@ struct JobUpdate
   std::optional<double> cost_usd;
   std::optional<std::int64_t> cost_credits;
   std::optional<double> cost_estimate_usd;
+  std::optional<std::string> route_asked;
+  std::optional<std::string> route_served;
   bool clear_video = false;       // forget url/size/result (retry)
   bool clear_generation = false;  // forget generation id (retry that must create anew)
 };

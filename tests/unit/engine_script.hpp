@@ -49,6 +49,7 @@ public:
   // Per poll (by generation id). Default: completed with a URL.
   std::function<provider::PollResult(const std::string& generation)> on_poll;
   std::vector<std::string> creates; // client request ids, in order
+  std::vector<std::string> bodies;  // what each create sent
   std::map<std::string, int> polls; // by generation
   std::vector<ScriptedLogRow> log;  // oldest first
   int log_queries = 0;
@@ -100,9 +101,10 @@ public:
                                           [&](const std::string& c) { return c.rfind(job_id + ".", 0) == 0; }));
   }
 
-  boost::asio::awaitable<provider::CreateResult> create(common::Family, std::string, std::string crid) override
+  boost::asio::awaitable<provider::CreateResult> create(common::Family, std::string body, std::string crid) override
   {
     creates.push_back(crid);
+    bodies.push_back(std::move(body));
     if (on_create) {
       co_return on_create(crid);
     }
@@ -137,6 +139,22 @@ public:
     }
     page.has_more = offset + limit < static_cast<int>(rows.size());
     co_return page;
+  }
+  std::optional<double> balance_usd; // nullopt: GET /v2/billing answers 404 (no billing here)
+  int balance_queries = 0;
+  boost::asio::awaitable<provider::Balance> balance() override
+  {
+    ++balance_queries;
+    provider::Balance b;
+    if (balance_usd) {
+      b.usd = balance_usd;
+      b.currency = "USD";
+    } else {
+      b.outcome.cls = provider::CallClass::job_error;
+      b.outcome.http_status = 404;
+      b.outcome.message = "Cannot GET /v2/billing";
+    }
+    co_return b;
   }
   void set_options(provider::ProviderClient::Options) override {}
   void close_all() override {}

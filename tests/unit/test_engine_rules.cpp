@@ -279,3 +279,121 @@ TEST_CASE("engine: exit with coroutines still suspended is clean (frames die bef
   }
   REQUIRE(f.run_until([&] { return f.engine->status().generating == 5; }));
 }
+
+TEST_CASE("engine: provider.route is sent for a model that takes it, and both routes are recorded")
+{
+  EngineFixture f;
+  f.config.provider.route = "auto";
+  f.provider.on_poll = [](const std::string& g) {
+    auto r = ScriptedProvider::status("completed", "https://cdn.test/" + g + ".mp4");
+    r.status->served_by = "fal";
+    return r;
+  };
+  f.start();
+  const auto id = f.submit();
+  REQUIRE(f.run_until([&] { return f.state(id) == JobState::completed; }));
+  REQUIRE(f.provider.bodies.size() == 1);
+  CHECK(f.provider.bodies[0].find(R"("provider":"auto")") != std::string::npos);
+  CHECK(f.job(id).route_asked == "auto");
+  CHECK(f.job(id).route_served == "fal");
+  CHECK(f.job(id).request.find("provider") == std::string::npos); // the stored request is what the user sent
+}
+
+TEST_CASE("engine: without provider.route nothing is added to the request")
+{
+  EngineFixture f;
+  f.start();
+  const auto id = f.submit();
+  REQUIRE(f.run_until([&] { return f.state(id) == JobState::completed; }));
+  CHECK(f.provider.bodies.at(0).find("provider") == std::string::npos);
+  CHECK(!f.job(id).route_asked);
+}
+
+TEST_CASE("engine: meta.usage of the completed status is the job's cost when the create carried none")
+{
+  EngineFixture f;
+  f.provider.on_poll = [](const std::string& g) {
+    auto r = ScriptedProvider::status("completed", "https://cdn.test/" + g + ".mp4");
+    r.status->usage_usd = 0.84;
+    r.status->usage_credits = 1764;
+    return r;
+  };
+  f.start();
+  const auto id = f.submit();
+  REQUIRE(f.run_until([&] { return f.state(id) == JobState::completed; }));
+  CHECK(f.job(id).cost_usd == doctest::Approx(0.84));
+  CHECK(f.job(id).cost_credits == 1764);
+}
+
+TEST_CASE("engine: a create the balance cannot pay for waits, and goes once the balance is topped up")
+{
+  EngineFixture f;
+  f.config.provider.balance_check_s = 0.05;
+  f.provider.balance_usd = 0.05; // below the catalog's price of a 5 s v3 pro video
+  f.start();
+  REQUIRE(f.run_until([&] { return f.provider.balance_queries > 0; }));
+  const auto id = f.submit();
+  f.run_for(0.3);
+  CHECK(f.provider.creates.empty());
+  CHECK(f.state(id) == JobState::queued);
+  auto st = f.engine->status();
+  REQUIRE(st.paused);
+  CHECK(st.paused->find("account balance $0.05") != std::string::npos);
+  CHECK(st.balance_usd == doctest::Approx(0.05));
+  f.provider.balance_usd = 50;
+  REQUIRE(f.run_until([&] { return f.state(id) == JobState::completed; }));
+  CHECK(f.provider.creates.size() == 1);
+  CHECK(!f.engine->status().paused);
+}
+
+TEST_CASE("engine: no balance endpoint (404) is asked once and holds nothing")
+{
+  EngineFixture f;
+  f.config.provider.balance_check_s = 0.02;
+  f.start();
+  const auto id = f.submit();
+  REQUIRE(f.run_until([&] { return f.state(id) == JobState::completed; }));
+  f.run_for(0.2);
+  CHECK(f.provider.balance_queries == 1);
+  CHECK(!f.engine->status().balance_usd);
+}
+
+namespace {
+provider::CreateResult http_429(std::string message = "Too many requests")
+{
+  provider::CreateResult r;
+  r.outcome.cls = provider::CallClass::safe_retry;
+  r.outcome.http_status = 429;
+  r.outcome.message = std::move(message);
+  r.outcome.retry_after = std::chrono::milliseconds(10);
+  return r;
+}
+} // namespace
+
+TEST_CASE("engine: plain 429s do not use up retry.max_attempts")
+{
+  EngineFixture f;
+  f.config.retry.max_attempts = 2;
+  int calls = 0;
+  f.provider.on_create = [&](const std::string& crid) {
+    return ++calls <= 4 ? http_429() : ScriptedProvider::accepted("gen-" + crid);
+  };
+  f.start();
+  const auto id = f.submit();
+  REQUIRE(f.run_until([&] { return common::is_terminal(f.state(id)); }));
+  CHECK(f.state(id) == JobState::completed);
+  CHECK(f.provider.creates.size() == 5);
+}
+
+TEST_CASE("engine: a job held back by 429s past retry.rate_limited_max_s fails retries_exhausted")
+{
+  EngineFixture f;
+  f.config.retry.rate_limited_max_s = 0.2;
+  f.provider.on_create = [&](const std::string&) { return http_429(); };
+  f.start();
+  const auto id = f.submit();
+  REQUIRE(f.run_until([&] { return common::is_terminal(f.state(id)); }));
+  CHECK(f.state(id) == JobState::failed);
+  CHECK(f.job(id).error->code == "retries_exhausted");
+  CHECK(f.job(id).error->message.find("429") != std::string::npos);
+}

@@ -154,6 +154,9 @@ async function loadStatus() {
   const p = $('#paused');
   p.hidden = !s.paused;
   p.textContent = s.paused ? 'paused: ' + s.paused : '';
+  const b = $('#balance');
+  b.hidden = !s.balance;
+  b.textContent = s.balance ? `balance ${usd(s.balance.usd)}` : '';
   const box = $('#counts');
   box.replaceChildren(
     el('button', { class: 'count' + (view.filter.state === '' ? ' active' : ''), color: '#1d2330', type: 'button',
@@ -380,6 +383,7 @@ function renderDetail(job, link) {
     ['priority', job.priority], ['labels', Object.entries(job.labels || {}).map(([k, v]) => el('span', { class: 'label', text: `${k}=${v}` }))],
     ['attempts', `${job.attempts} (polls ${job.polls})`], ['provider', job.provider_status || '—'],
     ['generation', job.generation_id ? el('code', { text: job.generation_id }) : '—'],
+    ['route', job.route ? `asked ${job.route.asked || 'provider default'} · served by ${job.route.served || '—'}` : '—'],
     ['created', when(job.created_at)], ['finished', job.finished_at ? when(job.finished_at) : '—'], ['cost', cost],
   ];
   const terminal = TERMINAL.has(job.state);
