@@ -1,4 +1,4 @@
-// klingctl's commands (SPEC §4.2). Each returns the process exit code: 0 success;
+// klingctl's commands (docs/contract.md §4.2). Each returns the process exit code: 0 success;
 // 1 a job failed or was canceled, or the daemon refused the request; 2 usage error;
 // 3 daemon unreachable (thrown as CliExit and turned into the code by main).
 #pragma once

@@ -1,4 +1,4 @@
-// klingctl: the command-line client of klingd (SPEC §4.2).
+// klingctl: the command-line client of klingd (docs/contract.md §4.2).
 #include "cli/commands.hpp"
 #include "common/version.hpp"
 

@@ -1,4 +1,4 @@
-// The model catalog (SPEC §5): which Kling models exist, which endpoint family each is
+// The model catalog (docs/contract.md §5): which Kling models exist, which endpoint family each is
 // called with, and the parameters each accepts. The catalog is data (config/models.json),
 // checked itself when loaded, so a typo in it stops klingd at start, not a paid request.
 // validate() is the single place where a provider request body is checked and normalised.

@@ -1,4 +1,4 @@
-// Configuration (SPEC §4.4): one JSON file with comments and trailing commas,
+// Configuration (docs/contract.md §4.4): one JSON file with comments and trailing commas,
 // every key optional, environment overrides, systemd directories, the API key.
 #pragma once
 

@@ -8,7 +8,7 @@
 
 namespace klingd::common {
 
-// Lower-case names are part of the API (SPEC §2); never rename.
+// Lower-case names are part of the API (docs/contract.md §2); never rename.
 enum class JobState { queued, submitting, generating, downloading, completed, failed, canceled };
 
 std::string_view to_string(JobState state);
@@ -19,7 +19,7 @@ bool is_terminal(JobState state);
 // ARCHITECTURE.md). Retry moves terminal failed/canceled jobs back.
 bool is_legal_transition(JobState from, JobState to);
 
-// error.code values users see (SPEC §2). Stable names.
+// error.code values users see (docs/contract.md §2). Stable names.
 enum class ErrorCode {
   invalid_request,
   provider_failed,

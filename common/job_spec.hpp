@@ -1,4 +1,4 @@
-// Job specs (SPEC §2) as clients submit them: one spec checked field by field, and
+// Job specs (docs/contract.md §2) as clients submit them: one spec checked field by field, and
 // the three shapes of a submit body (one spec, {"jobs": [...]}, NDJSON). Shared by
 // the socket API (which stores the result) and klingctl (which builds bodies).
 #pragma once

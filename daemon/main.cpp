@@ -1,4 +1,4 @@
-// klingd: the daemon. Runs in the foreground; see README.md and SPEC §4.3.
+// klingd: the daemon. Runs in the foreground; see README.md and docs/contract.md §4.3.
 #include "common/catalog.hpp"
 #include "common/config.hpp"
 #include "common/log.hpp"

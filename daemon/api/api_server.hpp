@@ -1,4 +1,4 @@
-// ApiServer: the socket API of SPEC §4.1 — HTTP/1.1 + JSON over a Unix socket, one
+// ApiServer: the socket API of docs/contract.md §4.1 — HTTP/1.1 + JSON over a Unix socket, one
 // coroutine per connection on the loop thread. Beast stays in api_server.cpp.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The handlers of the socket API's routes (SPEC §4.1), one per route.
+// The handlers of the socket API's routes (docs/contract.md §4.1), one per route.
 // Each takes the context, the request and its path parameters by value.
 #pragma once
 

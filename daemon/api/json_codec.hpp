@@ -1,4 +1,4 @@
-// Jobs, events and counts as the socket API shows them (SPEC §2, §4.1).
+// Jobs, events and counts as the socket API shows them (docs/contract.md §2, §4.1).
 #pragma once
 
 #include "common/config.hpp"
@@ -16,7 +16,7 @@ class Catalog;
 
 namespace klingd::api {
 
-// The job object of SPEC §2 plus `step`, `timeout_s` and `cost`. `request` and `labels`
+// The job object of docs/contract.md §2 plus `step`, `timeout_s` and `cost`. `request` and `labels`
 // are objects (stored JSON text that fails to parse shows as null, never throws);
 // video.path is absolute (videos_dir/output when the store kept a relative path).
 boost::json::object job_to_json(const store::Job& job, const common::Config& config);

@@ -1,4 +1,4 @@
-// Who may use the dashboard (SPEC §4.5, issues 11 and 17; docs/security.md): a browser on
+// Who may use the dashboard (docs/contract.md §4.5, issues 11 and 17; docs/security.md): a browser on
 // this machine that holds the token kept in <state_dir>/dashboard.token. The socket is
 // trusted (its file mode decides who connects); the TCP listener is reachable by every
 // local user and by any web page the browser has open, hence the token, the Host check

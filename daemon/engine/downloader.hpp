@@ -1,4 +1,4 @@
-// Downloader: fetches one finished video into the store (SPEC §3.5) — streamed to
+// Downloader: fetches one finished video into the store (docs/contract.md §3.5) — streamed to
 // `<final_path>.part` with constant memory, resumed with Range, checked (length, MP4 `ftyp`,
 // size cap, expected size), hashed while streaming, fsynced and renamed into place.
 // It only classifies outcomes; the engine decides when to refresh URLs and how often to retry.

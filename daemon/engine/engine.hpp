@@ -62,7 +62,7 @@ public:
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Resumes every non-terminal job (SPEC §3.7) and starts the dispatcher.
+  // Resumes every non-terminal job (docs/contract.md §3.7) and starts the dispatcher.
   boost::asio::awaitable<void> start();
 
   // New queued jobs were committed: dispatch them when limits allow.

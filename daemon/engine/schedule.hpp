@@ -20,7 +20,7 @@ using Millis = std::chrono::milliseconds;
 // wins when it is longer.
 Millis retry_delay(const common::Config::Retry& retry, int failures, std::optional<Millis> retry_after, std::mt19937_64& rng);
 
-// Poll timing for one job (SPEC §3.3): first after initial_s, then growing by
+// Poll timing for one job (docs/contract.md §3.3): first after initial_s, then growing by
 // factor up to max_s, each ±jitter; after slow_after_s of generating, slow_s.
 class PollSchedule
 {

@@ -55,7 +55,7 @@ bool has_crlf(std::string_view s)
 }
 
 // A server may quote the request's credential back ("invalid key sk-…"); response bodies
-// end up in job errors, logs and the database, where the API key must never be (SPEC §4.3).
+// end up in job errors, logs and the database, where the API key must never be (docs/contract.md §4.3).
 void redact_credentials(const std::vector<std::pair<std::string, std::string>>& headers, std::string& body)
 {
   for (const auto& [name, value] : headers) {

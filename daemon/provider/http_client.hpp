@@ -2,7 +2,7 @@
 // API and video downloads). Keep-alive pooling per (scheme, host, port), HTTPS with
 // verification always on, a deadline on every operation, and failures classified by what
 // the server can have seen, because a paid create that may have reached the provider must
-// never be treated like one that provably did not (SPEC §3.2).
+// never be treated like one that provably did not (docs/contract.md §3.2).
 //
 // Beast/Asio stay out of this header (pimpl): the engine includes it.
 #pragma once

@@ -666,7 +666,7 @@ boost::asio::awaitable<LogPage> ProviderClient::logs(std::string start, std::str
   std::string url = m_options.base_url + "/v2/logs?start=" + enc(start) + "&end=" + enc(end)
                     + fmt::format("&limit={}&offset={}", limit, offset);
   for (const auto& m : models) {
-    url += "&model=" + enc(m); // repeated, never comma-joined (PROVIDER.md)
+    url += "&model=" + enc(m); // repeated, never comma-joined (docs/provider.md)
   }
   HttpRequest req;
   req.method = "GET";

@@ -1,6 +1,6 @@
 // ProviderClient: the AI/ML API's video endpoints as klingd uses them —
 // create and status for both endpoint families, with every outcome classified
-// the way SPEC §3.2 and §3.4 need (who may retry, what is ambiguous, what is
+// the way docs/contract.md §3.2 and §3.4 need (who may retry, what is ambiguous, what is
 // the account's fault). Parsing and classification are pure functions.
 #pragma once
 
@@ -43,7 +43,7 @@ struct CreateResult
   std::optional<double> usd;               // x-aimlapi-usd-spent
 };
 
-// What a status object says (PROVIDER.md "Status object").
+// What a status object says (docs/provider.md "Status object").
 struct GenerationStatus
 {
   enum class Kind { working, completed, failed };
@@ -53,7 +53,7 @@ struct GenerationStatus
   std::optional<std::string> video_url;  // when completed
   std::optional<std::int64_t> file_size; // video.file_size when given
   std::string error_message;             // when failed: from {name, message} or {detail: [...]}
-  // meta.usage of a completed status (PROVIDER.md "Changes"): the generation's actual charge.
+  // meta.usage of a completed status (docs/provider.md "Changes"): the generation's actual charge.
   // Only finite, non-negative figures are kept.
   std::optional<double> usage_usd;           // meta.usage.usd_spent
   std::optional<std::int64_t> usage_credits; // meta.usage.credits_used
@@ -70,9 +70,9 @@ struct PollResult
 
 // Parses a status object; Error when the body is not JSON or has no usable status.
 Result<GenerationStatus> parse_status(std::string_view body);
-// Classifies a create response or transport failure (SPEC §3.2).
+// Classifies a create response or transport failure (docs/contract.md §3.2).
 CreateResult classify_create(const Result<HttpResponse, TransportError>& r);
-// Classifies a poll response or transport failure (SPEC §3.3/3.4).
+// Classifies a poll response or transport failure (docs/contract.md §3.3/3.4).
 PollResult classify_poll(const Result<HttpResponse, TransportError>& r);
 // The provider's error text from an error body ({message}, {error:{message}},
 // {detail:[{loc,msg}]}), cut to a sane length; falls back to "HTTP <status>".
@@ -80,7 +80,7 @@ std::string error_text(int status, std::string_view body);
 // Retry-After as seconds or an HTTP date; nullopt when absent or unreadable.
 std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value);
 
-// One row of GET /v2/logs (PROVIDER.md "Request tracing, cost and request logs").
+// One row of GET /v2/logs (docs/provider.md "Request tracing, cost and request logs").
 struct LogRow
 {
   std::string status; // succeeded | failed

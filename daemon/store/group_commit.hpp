@@ -1,5 +1,5 @@
 // GroupCommitter: every write to the store goes through here. Writes that
-// arrive in the same loop turn share one transaction and one fsync (SPEC §3.1);
+// arrive in the same loop turn share one transaction and one fsync (docs/contract.md §3.1);
 // each runs in its own savepoint, so one failing write does not undo others.
 #pragma once
 

@@ -1,4 +1,4 @@
-// GET /v2/logs: the provider's request log, as PROVIDER.md documents it.
+// GET /v2/logs: the provider's request log, as docs/provider.md documents it.
 #include "tests/fake_provider/app.hpp"
 
 #include "tests/fake_provider/support.hpp"

@@ -1,5 +1,5 @@
 // The fake's own copy of the provider's Kling model table and its create-body checks, written
-// from the seed pages and PROVIDER.md. Deliberately not shared with the daemon's catalog: the
+// from the seed pages and docs/provider.md. Deliberately not shared with the daemon's catalog: the
 // fake is the independent witness the daemon's validation is tested against.
 #pragma once
 

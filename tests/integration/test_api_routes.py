@@ -1,4 +1,4 @@
-"""Socket API (SPEC §4.1) through the real klingd against fake-aimlapi: every route, the
+"""Socket API (docs/contract.md §4.1) through the real klingd against fake-aimlapi: every route, the
 error statuses, idempotent re-submission, all-or-nothing batches, events replay after a
 restart, /metrics checked by promtool, socket permissions and stale/live socket handling."""
 

@@ -1,4 +1,4 @@
-"""klingctl (SPEC §4.2) through the real binaries: every command, --json printing exactly the
+"""klingctl (docs/contract.md §4.2) through the real binaries: every command, --json printing exactly the
 API's answer, local images as data URIs, -f files, wait's exit codes, and exit codes 2 and 3."""
 
 import base64

@@ -1,4 +1,4 @@
-"""Dashboard (SPEC §4.5, issue 11) without a browser: the token (401), the Host check
+"""Dashboard (docs/contract.md §4.5, issue 11) without a browser: the token (401), the Host check
 (DNS rebinding), the Origin check on POST, MP4s with Range (206/416), only completed
 jobs' videos reachable, the routes the dashboard does not expose, the token file, and
 `klingctl dashboard`."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""sd_notify (SPEC §3.7): klingd started as systemd would start a Type=notify service with
+"""sd_notify (docs/contract.md §3.7): klingd started as systemd would start a Type=notify service with
 a watchdog — NOTIFY_SOCKET names a datagram socket we listen on, WATCHDOG_USEC is small —
 must send READY=1 once it serves, WATCHDOG=1 from its loop about every WATCHDOG_USEC/2,
 STOPPING=1 on SIGTERM, and exit 0."""

@@ -1,4 +1,4 @@
-// The API's JSON shapes: jobs (SPEC §2), events, counts, and the error envelope.
+// The API's JSON shapes: jobs (docs/contract.md §2), events, counts, and the error envelope.
 #include "daemon/api/error.hpp"
 #include "daemon/api/json_codec.hpp"
 
@@ -39,7 +39,7 @@ store::Job sample_job()
 
 } // namespace
 
-TEST_CASE("api json: a job has every SPEC §2 field")
+TEST_CASE("api json: a job has every docs/contract.md §2 field")
 {
   common::Config config;
   config.store.videos_dir = "/var/lib/klingd/videos";

@@ -28,7 +28,7 @@ const Catalog& shipped()
   return c;
 }
 
-// Every model id in the table of shared/PROVIDER.md (braces expanded) and the seeds.
+// Every model id in the table of docs/provider.md (braces expanded) and the seeds.
 const std::vector<std::string> k_provider_ids = {
   "kling-video/v1/standard/text-to-video",     "kling-video/v1/pro/text-to-video",
   "kling-video/v1.5/standard/text-to-video",   "kling-video/v1.5/pro/text-to-video",
@@ -49,7 +49,7 @@ const std::vector<std::string> k_provider_ids = {
   "klingai/video-v3-pro-text-to-video",        "klingai/video-v3-standard-text-to-video",
   "klingai/video-v3-pro-image-to-video",       "klingai/video-v3-standard-image-to-video",
   "klingai/avatar-standard",                   "klingai/avatar-pro",
-  // Added to the provider's docs in 2026 (PROVIDER.md "Changes"), and the renamed motion control.
+  // Added to the provider's docs in 2026 (docs/provider.md "Changes"), and the renamed motion control.
   "klingai/video-v3-standard-turbo-text-to-video", "klingai/video-v3-standard-turbo-image-to-video",
   "klingai/video-v3-turbo-pro-text-to-video",      "klingai/video-v3-turbo-pro-image-to-video",
   "klingai/video-v3-omni-720p-text-to-video",      "klingai/video-v3-omni-720p-image-to-video",
@@ -89,7 +89,7 @@ std::string error_of(const std::string& text)
 
 } // namespace
 
-TEST_CASE("catalog: the shipped models.json loads and covers every model of PROVIDER.md")
+TEST_CASE("catalog: the shipped models.json loads and covers every model of docs/provider.md")
 {
   const Catalog& c = shipped();
   CHECK(c.origin() == k_shipped);

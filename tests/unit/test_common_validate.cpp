@@ -1,4 +1,4 @@
-// Request validation and normalisation against the shipped catalog (SPEC §5).
+// Request validation and normalisation against the shipped catalog (docs/contract.md §5).
 #include "common/catalog.hpp"
 #include "common/validate_media.hpp"
 

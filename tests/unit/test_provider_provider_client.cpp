@@ -22,7 +22,7 @@ Result<HttpResponse, TransportError> fail(TransportFailure kind)
 }
 } // namespace
 
-TEST_CASE("provider: create outcomes are classified as SPEC §3.2 requires")
+TEST_CASE("provider: create outcomes are classified as docs/contract.md §3.2 requires")
 {
   CHECK(classify_create(resp(200, R"({"id":"abc:kling-video/v1/pro","status":"queued"})")).outcome.cls == CallClass::ok);
   CHECK(classify_create(resp(201, R"({"id":"abc","status":"queued"})")).outcome.cls == CallClass::ok);
