@@ -80,7 +80,7 @@ struct FakeConfig {
   bool meta_usage = true;             // completed status carries meta.usage.{credits_used, usd_spent}
 
   // Money: the ledger behind GET /v2/billing and /v2/billing/transactions.
-  double balance_usd = 100.0;         // the opening balance (an INIT row)
+  double balance_usd = 1000000.0;     // the opening balance (an INIT row); tests of the balance set it low
   bool enforce_balance = false;       // creates costing more than the balance answer 403
   double charge_factor = 1.0;         // actual charge (ledger, meta.usage) = list price x this
   double refund_rate = 0.0;           // share of completed generations refunded in full (a REFUND row)
