@@ -213,9 +213,13 @@ int cmd_show(Session& s, const std::string& id)
   if (auto* c = j.if_contains("cost"); c && c->is_object()) {
     const auto& cost = c->get_object();
     auto usd = cost.if_contains("usd");
-    row("cost", fmt::format("{} ({} credits)",
+    auto refunded = cost.if_contains("refunded_usd");
+    row("cost", fmt::format("{} ({} credits){}",
                             usd && usd->is_number() ? fmt::format("${:.2f}", usd->to_number<double>()) : "-",
-                            field(cost, "credits")));
+                            field(cost, "credits"),
+                            refunded && refunded->is_number()
+                              ? fmt::format(", ${:.2f} refunded", refunded->to_number<double>())
+                              : ""));
   }
   row("created", field(j, "created_at"));
   row("updated", field(j, "updated_at"));

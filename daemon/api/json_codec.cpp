@@ -151,6 +151,9 @@ json::object job_to_json(const store::Job& job, const common::Config& config)
     json::object c;
     c["usd"] = job.cost_usd ? json::value(*job.cost_usd) : json::value(nullptr);
     c["credits"] = job.cost_credits ? json::value(*job.cost_credits) : json::value(nullptr);
+    if (job.refund_usd) {
+      c["refunded_usd"] = *job.refund_usd; // the ledger refunded this much of it
+    }
     o["cost"] = std::move(c);
   } else {
     o["cost"] = nullptr;

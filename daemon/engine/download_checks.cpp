@@ -1,4 +1,5 @@
 #include "daemon/engine/download_checks.hpp"
+#include "daemon/engine/downloader.hpp"
 
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
@@ -103,3 +104,18 @@ std::string host_of(std::string_view url)
 }
 
 } // namespace klingd::engine::checks
+
+namespace klingd::engine {
+
+std::string_view to_string(DownloadStatus status)
+{
+  switch (status) {
+  case DownloadStatus::ok: return "ok";
+  case DownloadStatus::url_expired: return "url_expired";
+  case DownloadStatus::transient: return "transient";
+  case DownloadStatus::fatal: return "fatal";
+  }
+  return "unknown";
+}
+
+} // namespace klingd::engine

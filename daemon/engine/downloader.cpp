@@ -40,24 +40,9 @@ using provider::TransportFailure;
 using namespace files;  // NOLINT: the store's file helpers
 using namespace checks; // NOLINT: the CDN answer checks
 
-namespace {
-
 constexpr int k_max_redirects = 3;
 // 416/mismatched Content-Range restarts from zero; a second one in one fetch is a broken server.
 constexpr int k_max_restarts = 1;
-
-} // namespace
-
-std::string_view to_string(DownloadStatus status)
-{
-  switch (status) {
-  case DownloadStatus::ok: return "ok";
-  case DownloadStatus::url_expired: return "url_expired";
-  case DownloadStatus::transient: return "transient";
-  case DownloadStatus::fatal: return "fatal";
-  }
-  return "unknown";
-}
 
 struct Downloader::Impl
 {

@@ -7,6 +7,7 @@
 #include "daemon/engine/balance_watch.hpp"
 #include "daemon/engine/cost_collector.hpp"
 #include "daemon/engine/dispatcher.hpp"
+#include "daemon/engine/ledger.hpp"
 #include "daemon/engine/log_scanner.hpp"
 #include "daemon/engine/ports.hpp"
 #include "daemon/engine/reconciler.hpp"
@@ -50,7 +51,8 @@ public:
       m_dispatcher(m_core, m_actors),
       m_costs(m_core, m_scanner),
       m_recovery(m_core, m_actors, m_reconciler),
-      m_balance(m_core)
+      m_balance(m_core),
+      m_ledger(m_core)
   {
     m_core.start_actor = [this](Job job, bool resumed) { return m_actors.spawn(std::move(job), resumed); };
     m_core.recover = [this](const std::string& id) { m_recovery.schedule(id); };
@@ -66,6 +68,7 @@ public:
     spawn_loop("reconciler", [this] { return m_reconciler.step(); });
     spawn_loop("cost_collector", [this] { return m_costs.step(); });
     spawn_loop("balance", [this] { return m_balance.step(); });
+    spawn_loop("ledger", [this] { return m_ledger.step(); });
     for (const auto& job : m_core.store.completed_without_cost(format_rfc3339(now_utc() - std::chrono::hours(24)))) {
       m_costs.add(job);
     }
@@ -274,6 +277,7 @@ private:
   CostCollector m_costs;
   Recovery m_recovery;
   BalanceWatch m_balance;
+  Ledger m_ledger;
 };
 
 Engine::Engine(asio::any_io_executor ex, const common::Config& config, const common::Catalog& catalog,

@@ -28,6 +28,11 @@ public:
     return m_client.logs(std::move(start), std::move(end), std::move(models), limit, offset);
   }
   asio::awaitable<provider::Balance> balance() override { return m_client.balance(); }
+  asio::awaitable<provider::TransactionPage> transactions(std::optional<std::string> cursor,
+                                                          provider::TransactionQuery query) override
+  {
+    return m_client.transactions(std::move(cursor), std::move(query));
+  }
   void set_options(provider::ProviderClient::Options options) override { m_client.set_options(std::move(options)); }
   void close_all() override { m_http.close_all(); }
 

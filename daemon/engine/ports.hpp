@@ -30,6 +30,9 @@ public:
                                                          std::vector<std::string> models, int limit, int offset) = 0;
   // GET /v2/billing: the account's balance.
   virtual boost::asio::awaitable<provider::Balance> balance() = 0;
+  // One page of GET /v2/billing/transactions (newest first); `cursor` from the previous page.
+  virtual boost::asio::awaitable<provider::TransactionPage> transactions(std::optional<std::string> cursor,
+                                                                         provider::TransactionQuery query) = 0;
   virtual void set_options(provider::ProviderClient::Options options) = 0;
   // Drops idle keep-alive connections (shutdown).
   virtual void close_all() = 0;

@@ -18,7 +18,7 @@ constexpr const char* k_job_columns =
   "id, key, batch, state, step, model, request, output, priority, timeout_s, labels, generation_id, "
   "provider_status, provider_failed, attempts, step_failures, polls, error_code, error_message, "
   "error_http_status, video_url, video_file_size, video_path, video_bytes, video_sha256, cost_usd, "
-  "cost_credits, created_at, updated_at, accepted_at, finished_at, route_asked, route_served";
+  "cost_credits, created_at, updated_at, accepted_at, finished_at, route_asked, route_served, refund_usd";
 
 JobState state_from_text(const std::string& s)
 {
@@ -95,6 +95,7 @@ Job JobStore::read_job(Query& st)
   j.finished_at = st.opt_text(30);
   j.route_asked = st.opt_text(31);
   j.route_served = st.opt_text(32);
+  j.refund_usd = st.opt_real(33);
   return j;
 }
 
@@ -214,6 +215,16 @@ std::optional<Job> JobStore::get_by_key(std::string_view key)
 {
   auto st = m_db.prepare(fmt::format("SELECT {} FROM jobs WHERE key = ?", k_job_columns));
   st.bind(1, key);
+  if (!st.step()) {
+    return std::nullopt;
+  }
+  return read_job(st);
+}
+
+std::optional<Job> JobStore::get_by_generation(std::string_view generation_id)
+{
+  auto st = m_db.prepare(fmt::format("SELECT {} FROM jobs WHERE generation_id = ? ORDER BY id DESC LIMIT 1", k_job_columns));
+  st.bind(1, generation_id);
   if (!st.step()) {
     return std::nullopt;
   }
@@ -374,6 +385,7 @@ SetClause build_set(const JobUpdate& u)
   if (u.cost_estimate_usd) s.add("cost_estimate_usd", *u.cost_estimate_usd);
   if (u.route_asked) s.add("route_asked", *u.route_asked);
   if (u.route_served) s.add("route_served", *u.route_served);
+  if (u.refund_usd) s.add("refund_usd", *u.refund_usd);
   return s;
 }
 
@@ -572,26 +584,26 @@ CostSummary JobStore::cost_summary()
     }
     return v;
   };
-  auto total = rows("SELECT 'total', coalesce(sum(cost_usd), 0), coalesce(sum(cost_credits), 0), count(*) "
+  auto total = rows("SELECT 'total', coalesce(sum(cost_usd - coalesce(refund_usd, 0)), 0), coalesce(sum(cost_credits), 0), count(*) "
                     "FROM jobs WHERE cost_usd IS NOT NULL");
   if (!total.empty()) {
     out.total = total.front();
   }
-  out.by_day = rows("SELECT substr(coalesce(accepted_at, created_at), 1, 10) AS d, sum(cost_usd), "
+  out.by_day = rows("SELECT substr(coalesce(accepted_at, created_at), 1, 10) AS d, sum(cost_usd - coalesce(refund_usd, 0)), "
                     "coalesce(sum(cost_credits), 0), count(*) FROM jobs WHERE cost_usd IS NOT NULL GROUP BY d ORDER BY d");
-  out.by_model = rows("SELECT model, sum(cost_usd), coalesce(sum(cost_credits), 0), count(*) FROM jobs "
+  out.by_model = rows("SELECT model, sum(cost_usd - coalesce(refund_usd, 0)), coalesce(sum(cost_credits), 0), count(*) FROM jobs "
                       "WHERE cost_usd IS NOT NULL GROUP BY model ORDER BY model");
-  out.by_batch = rows("SELECT batch, sum(cost_usd), coalesce(sum(cost_credits), 0), count(*) FROM jobs "
+  out.by_batch = rows("SELECT batch, sum(cost_usd - coalesce(refund_usd, 0)), coalesce(sum(cost_credits), 0), count(*) FROM jobs "
                       "WHERE cost_usd IS NOT NULL GROUP BY batch ORDER BY batch");
-  out.by_label = rows("SELECT l.name || '=' || l.value AS k, sum(j.cost_usd), coalesce(sum(j.cost_credits), 0), count(*) "
+  out.by_label = rows("SELECT l.name || '=' || l.value AS k, sum(j.cost_usd - coalesce(j.refund_usd, 0)), coalesce(sum(j.cost_credits), 0), count(*) "
                       "FROM job_labels l JOIN jobs j ON j.id = l.job_id WHERE j.cost_usd IS NOT NULL GROUP BY k ORDER BY k");
   return out;
 }
 
 double JobStore::spend_since(std::string_view since)
 {
-  auto st = m_db.prepare("SELECT coalesce(sum(coalesce(cost_usd, cost_estimate_usd, 0)), 0) FROM jobs "
-                          "WHERE accepted_at >= ? OR state = 'submitting'");
+  auto st = m_db.prepare("SELECT coalesce(sum(coalesce(cost_usd - coalesce(refund_usd, 0), cost_estimate_usd, 0)), 0) "
+                          "FROM jobs WHERE accepted_at >= ? OR state = 'submitting'");
   st.bind(1, since);
   st.step();
   return st.real(0);
@@ -599,8 +611,8 @@ double JobStore::spend_since(std::string_view since)
 
 double JobStore::batch_spend(std::string_view batch)
 {
-  auto st = m_db.prepare("SELECT coalesce(sum(coalesce(cost_usd, cost_estimate_usd, 0)), 0) FROM jobs "
-                          "WHERE batch = ? AND (accepted_at IS NOT NULL OR state = 'submitting')");
+  auto st = m_db.prepare("SELECT coalesce(sum(coalesce(cost_usd - coalesce(refund_usd, 0), cost_estimate_usd, 0)), 0) "
+                          "FROM jobs WHERE batch = ? AND (accepted_at IS NOT NULL OR state = 'submitting')");
   st.bind(1, batch);
   st.step();
   return st.real(0);

@@ -58,6 +58,7 @@ struct Job
   std::optional<std::string> finished_at;
   std::optional<std::string> route_asked;  // `provider` sent with the create (request's, else provider.route)
   std::optional<std::string> route_served; // who served it, as the completed status reports
+  std::optional<double> refund_usd;        // refunded for its generation (the billing ledger)
 };
 
 struct NewJob
@@ -139,6 +140,7 @@ struct JobUpdate
   std::optional<double> cost_estimate_usd;
   std::optional<std::string> route_asked;
   std::optional<std::string> route_served;
+  std::optional<double> refund_usd;
   bool clear_video = false;       // forget url/size/result (retry)
   bool clear_generation = false;  // forget generation id (retry that must create anew)
 };
@@ -226,6 +228,8 @@ public:
 
   std::optional<Job> get(std::string_view id);
   std::optional<Job> get_by_key(std::string_view key);
+  // The job holding generation `generation_id` (the billing ledger names generations).
+  std::optional<Job> get_by_generation(std::string_view generation_id);
   JobList list(const ListFilter& filter);
   // Every job not in a terminal state, oldest first (for resuming at start).
   std::vector<Job> active_jobs();

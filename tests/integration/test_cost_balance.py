@@ -85,5 +85,29 @@ def test_route_asked_and_served_are_recorded_and_shown():
         assert "asked auto, served by fal" in out, out
 
 
+def test_the_billing_ledger_settles_actual_costs_and_refunds():
+    """The provider charges 1.25× its list price (the create's cost headers show the list price)
+    and refunds every video: the ledger (GET /v2/billing/transactions) is the authority, so each
+    job ends with the charged cost and its refund, and /v1/cost counts cost minus refunds."""
+    cfg = {"provider": {"balance_check_s": 0.2}}
+    with Klingd(config_overrides=cfg, fake_args=FAST_FAKE) as d:
+        d.fake.config({"charge_factor": 1.25, "refund_rate": 1})
+        ids = [j["id"] for j in d.submit(specs(3, "ledger"))["jobs"]]
+        d.wait_terminal(ids, timeout=30)
+
+        def settled():
+            jobs = [d.job(i) for i in ids]
+            return all(j["cost"] and j["cost"].get("refunded_usd") is not None for j in jobs) and jobs
+        jobs = d.wait_for(settled, 20, 0.1, "the ledger's charges and refunds on every job")
+        gens = {g["id"]: g for g in d.fake.stats(sha256=False)["generations"]}
+        for j in jobs:
+            g = gens[j["generation_id"]]
+            assert abs(j["cost"]["usd"] - g["charged"]["usd"]) < 1e-9, (j["cost"], g["charged"])
+            assert g["refunded"] and abs(j["cost"]["refunded_usd"] - g["charged"]["usd"]) < 1e-9, (j["cost"], g)
+        assert abs(d.get_json("/v1/cost")["total"]["usd"]) < 1e-9
+        out = d.ctl("show", ids[0]).stdout
+        assert "refunded" in out, out
+
+
 if __name__ == "__main__":
     sys.exit(klingtest.run_tests(dict(globals())))

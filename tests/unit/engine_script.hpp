@@ -156,6 +156,46 @@ public:
     }
     co_return b;
   }
+  std::vector<provider::Transaction> ledger; // newest last; nothing: 404 (no billing here)
+  int ledger_queries = 0;
+  boost::asio::awaitable<provider::TransactionPage> transactions(std::optional<std::string> cursor,
+                                                                 provider::TransactionQuery q) override
+  {
+    ++ledger_queries;
+    provider::TransactionPage page;
+    if (ledger.empty() && !balance_usd) {
+      page.outcome.cls = provider::CallClass::job_error;
+      page.outcome.http_status = 404;
+      co_return page;
+    }
+    const auto from = q.from.empty() ? std::nullopt : parse_rfc3339(q.from);
+    std::vector<provider::Transaction> rows;
+    for (auto it = ledger.rbegin(); it != ledger.rend(); ++it) {
+      const auto t = parse_rfc3339(it->created_at);
+      if (!from || (t && *t >= *from)) {
+        rows.push_back(*it);
+      }
+    }
+    const std::size_t start = cursor ? std::stoul(*cursor) : 0;
+    for (std::size_t i = start; i < rows.size() && i < start + static_cast<std::size_t>(q.limit); ++i) {
+      page.rows.push_back(rows[i]);
+    }
+    if (start + static_cast<std::size_t>(q.limit) < rows.size()) {
+      page.has_more = true;
+      page.next_cursor = std::to_string(start + static_cast<std::size_t>(q.limit));
+    }
+    co_return page;
+  }
+  void add_ledger(std::string type, std::string direction, std::string generation, double usd)
+  {
+    provider::Transaction t;
+    t.created_at = format_rfc3339(now_utc());
+    t.type = std::move(type);
+    t.direction = std::move(direction);
+    t.reference_id = std::move(generation);
+    t.usd = usd;
+    ledger.push_back(std::move(t));
+  }
   void set_options(provider::ProviderClient::Options) override {}
   void close_all() override {}
 };

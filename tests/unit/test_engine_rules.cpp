@@ -397,3 +397,24 @@ TEST_CASE("engine: a job held back by 429s past retry.rate_limited_max_s fails r
   CHECK(f.job(id).error->code == "retries_exhausted");
   CHECK(f.job(id).error->message.find("429") != std::string::npos);
 }
+
+TEST_CASE("engine: the billing ledger settles a job's actual cost and its refund")
+{
+  EngineFixture f;
+  f.config.provider.balance_check_s = 0.05;
+  f.provider.balance_usd = 1000;
+  f.start();
+  const auto id = f.submit();
+  REQUIRE(f.run_until([&] { return f.state(id) == JobState::completed; }));
+  const auto gen = *f.job(id).generation_id;
+  f.provider.add_ledger("MODEL_USAGE", "CHARGE", gen, 0.91);
+  REQUIRE(f.run_until([&] { return f.job(id).cost_usd == 0.91; }));
+  f.provider.add_ledger("REFUND", "TOPUP", gen, 0.91);
+  REQUIRE(f.run_until([&] { return f.job(id).refund_usd.has_value(); }));
+  CHECK(*f.job(id).refund_usd == doctest::Approx(0.91));
+  CHECK(f.store.cost_summary().total.usd == doctest::Approx(0));
+  const int queries = f.provider.ledger_queries;
+  f.run_for(0.3);
+  CHECK(f.provider.ledger_queries > queries); // read again every balance_check_s
+  CHECK(f.job(id).cost_usd == doctest::Approx(0.91)); // rows already settled are not applied twice
+}
