@@ -64,6 +64,9 @@ constexpr auto k_idle_timeout = 60s;
 // On the dashboard's TCP port, which every local user reaches: a connection that has not
 // shown the token yet gets this long for its request's first byte.
 constexpr auto k_unauthenticated_idle_timeout = 5s;
+// After refusing a request early, what is drained before the connection closes (lingering close).
+constexpr auto k_linger_time = 2s;
+constexpr std::size_t k_linger_bytes = 64u << 20;
 // Descriptors the listeners leave to the engine: the database (db, WAL, shm), the HTTPS
 // pool (up to 256 idle + 32 creates + 64 polls), logs and the loop; plus per download its
 // connection, .part and directories.
@@ -564,6 +567,7 @@ asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, typen
 
   const auto max_body = self->m_ctx.config.socket.max_body_bytes;
   beast::flat_buffer buffer;
+  bool linger = false; // a refused request's body may still be on its way
   for (;;) {
     conn.reading = true;
     if (buffer.size() == 0) {
@@ -592,6 +596,7 @@ asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, typen
       log::info("api.request_refused", {{"status", res.status}, {"code", to_string(error)}, {"message", message},
                                         {"uid", peer.uid}, {"pid", peer.pid}});
       co_await write_response(stream, std::move(res), false, 11, false);
+      linger = true;
     };
 
     http::request_parser<http::string_body> parser;
@@ -723,6 +728,21 @@ asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, typen
   }
   boost::system::error_code ignored;
   stream.socket().shutdown(asio::socket_base::shutdown_send, ignored);
+  if (linger) {
+    // Lingering close: a client still sending the body of a request refused early (413, 400)
+    // must not get EPIPE/ECONNRESET before it reads the answer. Read and drop what comes, for a
+    // bounded time and amount, until the client closes its side.
+    stream.expires_after(k_linger_time);
+    std::size_t drained = 0;
+    while (drained < k_linger_bytes) {
+      auto [ec, n] = co_await stream.async_read_some(buffer.prepare(65536), k_tuple);
+      if (ec) {
+        break;
+      }
+      drained += n;
+      buffer.consume(buffer.size());
+    }
+  }
   stream.socket().close(ignored);
 }
 

@@ -6,7 +6,10 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
+
+#include <sqlite3.h>
 
 namespace klingd::store {
 
@@ -60,10 +63,46 @@ struct Maintenance::Impl
   asio::steady_timer retention_timer;
   std::uint64_t commits_seen = 0;
   bool stopped = false;
+  // The idle TRUNCATE checkpoint fsyncs the database: on a busy disk that took over half a
+  // second, a stall of the loop (watchdog pings, API answers). It runs on a worker thread, on a
+  // connection of its own that only that thread uses.
+  asio::any_io_executor loop;
+  asio::thread_pool worker{1};
+  sqlite3* checkpointer = nullptr; // worker thread only
+  bool checkpointing = false;
 
   Impl(asio::any_io_executor ex, GroupCommitter& g, JobStore& s, common::Config::Store::Retention r, Intervals i)
-    : gc(g), store(s), retention(r), intervals(i), checkpoint_timer(ex), retention_timer(ex)
+    : gc(g), store(s), retention(r), intervals(i), checkpoint_timer(ex), retention_timer(ex), loop(ex)
   {
+  }
+  ~Impl()
+  {
+    worker.join();
+    if (checkpointer) {
+      sqlite3_close_v2(checkpointer);
+    }
+  }
+
+  // Runs on the worker: TRUNCATE without waiting for anyone (busy timeout 0: a reader or a
+  // writer in the way means "not now", the next idle tick tries again).
+  bool truncate_on_worker(const std::string& path)
+  {
+    if (!checkpointer) {
+      if (sqlite3_open_v2(path.c_str(), &checkpointer, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+        sqlite3_close_v2(checkpointer);
+        checkpointer = nullptr;
+        return false;
+      }
+      sqlite3_busy_timeout(checkpointer, 0);
+    }
+    // A connection learns the database is in WAL mode only once it has read it; until then a
+    // checkpoint is a no-op that reports success.
+    if (sqlite3_exec(checkpointer, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return false;
+    }
+    int log_frames = -1;
+    const int rc = sqlite3_wal_checkpoint_v2(checkpointer, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log_frames, nullptr);
+    return rc == SQLITE_OK && log_frames >= 0;
   }
 
   void arm_checkpoint()
@@ -76,10 +115,18 @@ struct Maintenance::Impl
       // Idle since the last tick (no commit in between) and a WAL to cut: truncate it.
       // Under load the PASSIVE checkpoints at commit time keep it bounded instead.
       const auto commits = gc.stats().commits;
-      if (commits == commits_seen && store.db().file_sizes().wal_bytes > 0) {
-        if (store.db().checkpoint_truncate()) {
-          log::debug("store.wal_truncated");
-        }
+      if (commits == commits_seen && !checkpointing && store.db().path() != ":memory:"
+          && store.db().file_sizes().wal_bytes > 0) {
+        checkpointing = true;
+        asio::post(worker, [this, path = store.db().path()] {
+          const bool ok = truncate_on_worker(path);
+          asio::post(loop, [this, ok] {
+            checkpointing = false;
+            if (ok) {
+              log::debug("store.wal_truncated");
+            }
+          });
+        });
       }
       commits_seen = commits;
       arm_checkpoint();
