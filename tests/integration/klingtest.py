@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -385,6 +386,32 @@ class Klingd:
     def ctl_json(self, *args, **kw):
         p = self.ctl("--json", *args, check=kw.pop("check", 0), **kw)
         return json.loads(p.stdout)
+
+
+class Traffic:
+    """Other jobs' creates, one every `every` seconds, so the provider's request log keeps
+    gaining rows (same model) while a create is being settled."""
+
+    def __init__(self, d, every=0.5, limit=60):
+        self.d, self.every, self.limit = d, every, limit
+        self.ids = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        for i in range(self.limit):
+            if self._stop.wait(self.every):
+                return
+            r = self.d.submit([{"key": f"traffic-{i}", "request": text_request(f"traffic {i}")}])
+            self.ids.append(r["jobs"][0]["id"])
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
 def run_tests(namespace):

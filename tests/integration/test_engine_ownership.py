@@ -103,32 +103,6 @@ def assert_own_video(d, j):
                                    f"({len(data)} bytes, sha256 {digest[:16]}…, the provider's {g['sha256'][:16]}…)")
 
 
-class Traffic:
-    """Other jobs' creates, one every `every` seconds, so the provider's request log keeps
-    gaining rows (same model) while a create is being settled."""
-
-    def __init__(self, d, every=0.5, limit=60):
-        self.d, self.every, self.limit = d, every, limit
-        self.ids = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        for i in range(self.limit):
-            if self._stop.wait(self.every):
-                return
-            r = self.d.submit([{"key": f"traffic-{i}", "request": text_request(f"traffic {i}")}])
-            self.ids.append(r["jobs"][0]["id"])
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
 # --- 1. cancel and retry while the create is being reconciled ----------------------------------
 
 def test_cancel_then_retry_while_reconciling_pays_once():
@@ -199,7 +173,7 @@ def test_creates_that_never_reached_the_provider_are_resent_on_absence_proof():
         d.start()
         b = d.submit(specs(1, "lost-b"))["jobs"][0]["id"]
         d.wait_for(lambda: faults(d, "create", "lost") == 2, 10, 0.02, "B's create to be held")
-        with Traffic(d) as traffic:
+        with klingtest.Traffic(d) as traffic:
             jobs = wait_ends(d, [a, b], 30)
         logged = {row.get("client_request_id") for row in d.fake.logs(limit=100).json()["data"]}
         assert f"{a}.1" not in logged and f"{b}.1" not in logged, "a lost create left a log row"
