@@ -102,6 +102,8 @@ struct LogPage
 // Parses a /v2/logs answer: rows under "data" (or "logs"/"rows", or a bare
 // array), pagination.has_more. Rows without a status are skipped.
 Result<LogPage> parse_logs(std::string_view body);
+// A /v2/logs, /v2/billing or /v2/billing/transactions answer (or transport failure) as a page.
+LogPage classify_logs(const Result<HttpResponse, TransportError>& r);
 
 // GET /v2/billing: {current_balance (USD), currency}.
 struct Balance
@@ -133,6 +135,8 @@ struct TransactionPage
 };
 // Rows without a type or direction are skipped; amounts must be finite and non-negative.
 Result<TransactionPage> parse_transactions(std::string_view body);
+Balance classify_balance(const Result<HttpResponse, TransportError>& r);
+TransactionPage classify_transactions(const Result<HttpResponse, TransportError>& r);
 
 // Filters of GET /v2/billing/transactions; empty fields are not sent.
 struct TransactionQuery
