@@ -82,13 +82,18 @@ Core::Core(asio::any_io_executor ex_, const common::Config& config_, const commo
 
 bool Core::claim(const std::string& id, Owner o)
 {
-  return m_owners.emplace(id, o).second;
+  if (!m_owners.emplace(id, o).second) {
+    return false;
+  }
+  ++m_owned[static_cast<int>(o)];
+  return true;
 }
 
 void Core::release(const std::string& id, Owner o)
 {
   if (auto it = m_owners.find(id); it != m_owners.end() && it->second == o) {
     m_owners.erase(it);
+    --m_owned[static_cast<int>(o)];
   }
 }
 
@@ -99,6 +104,8 @@ bool Core::transfer(const std::string& id, Owner from, Owner to)
     return false;
   }
   it->second = to;
+  --m_owned[static_cast<int>(from)];
+  ++m_owned[static_cast<int>(to)];
   return true;
 }
 
@@ -137,8 +144,7 @@ std::optional<Owner> Core::owner(const std::string& id) const
 
 std::size_t Core::owned_by(Owner o) const
 {
-  return static_cast<std::size_t>(
-    std::count_if(m_owners.begin(), m_owners.end(), [o](const auto& kv) { return kv.second == o; }));
+  return m_owned[static_cast<int>(o)];
 }
 
 void Core::pause(std::string reason, bool account)

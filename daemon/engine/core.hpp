@@ -151,6 +151,7 @@ public:
 
 private:
   std::unordered_map<std::string, Owner> m_owners;
+  std::size_t m_owned[2] = {0, 0}; // by Owner: in_flight_total() runs every dispatch round
 };
 
 // The ids in `entries` (id → something with a `next_check`) whose next_check has come; `next`
