@@ -358,7 +358,16 @@ class Klingd:
                     pending.discard(i)
             return not pending
 
-        self.wait_for(check, timeout, 0.1, f"{len(pending)} jobs to end")
+        try:
+            self.wait_for(check, timeout, 0.1, f"{len(pending)} jobs to end")
+        except AssertionError as e:
+            # Say what the stragglers are doing: a bare timeout on a CI log is not a diagnosis.
+            left = []
+            for i in sorted(pending)[:5]:
+                j = self.job(i)
+                left.append({k: j.get(k) for k in ("id", "key", "state", "step", "attempts", "generation_id", "error")}
+                            | {"history": [(h.get("at"), h.get("state"), h.get("step"), (h.get("error") or {}).get("code")) for h in j.get("history", [])][-8:]})
+            raise AssertionError(f"{e}; {len(pending)} still pending, first: {left}") from None
         return jobs
 
     def wait_batch(self, batch, timeout=60):
