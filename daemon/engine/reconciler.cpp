@@ -19,8 +19,8 @@ using store::JobStore;
 using store::JobUpdate;
 
 namespace {
-// Pages read per round at most (100 rows each): the window is read to its start unless it
-// holds more than this; then the round decides only on rows it found (no absence proof).
+// Pages read per scan at most (100 rows each): a window is read to its start unless it holds
+// more than this; then the round decides only on rows it found (no absence proof).
 constexpr int k_max_pages = 50;
 
 JobUpdate reconciling_step()
@@ -129,50 +129,75 @@ asio::awaitable<void> Reconciler::step()
   co_await round(std::move(due));
 }
 
-// One look at the log for every due attempt: few queries (all their models at once, paged over
-// the window their rows must fall in), well under the provider's 200 requests per minute.
+// One look at the log for every due attempt: few queries, well under the provider's 200 requests
+// per minute. An attempt's row can only be in [send − margin, send + request timeout + margin]
+// (it is written when the request reaches the provider; the margin, reconcile.absence_slack_s and at
+// least 1 s, absorbs delays and clock skew), so only those windows are read: attempts whose windows
+// touch share one scan (their models at once), and the rest of the log — other jobs' creates and
+// every poll, thousands of rows on a busy account — is never paged through.
 asio::awaitable<void> Reconciler::round(std::vector<std::string> due)
 {
   const auto& rc = m_core.config.reconcile;
-  // A create's row is written when the request reaches the provider: by send time + request
-  // timeout (+ slack for delays and clock skew) at the latest.
-  const auto arrival_bound = std::chrono::duration_cast<SysTime::duration>(
-    std::chrono::duration<double>(m_core.config.provider.request_timeout_s + rc.absence_slack_s));
-  std::unordered_map<std::string, std::string> by_crid; // client request id → job id
-  std::vector<std::string> models;
-  SysTime earliest = now_utc();
-  SysTime latest = SysTime{};
+  const auto span = [](double s) {
+    return std::chrono::duration_cast<SysTime::duration>(std::chrono::duration<double>(s));
+  };
+  // Proof of absence: the log must show a row created after this bound and none of ours.
+  const auto arrival_bound = span(m_core.config.provider.request_timeout_s + rc.absence_slack_s);
+  const auto margin = span(std::max(rc.absence_slack_s, 1.0));
+  const auto window_end = span(m_core.config.provider.request_timeout_s) + margin;
+  std::sort(due.begin(), due.end(),
+            [&](const std::string& a, const std::string& b) { return m_pending.at(a).sent < m_pending.at(b).sent; });
   std::optional<SysTime> earliest_bound; // of attempts whose absence could be proven now
   for (const auto& id : due) {
     const auto& p = m_pending.at(id);
-    by_crid[p.client_request_id] = id;
-    if (std::find(models.begin(), models.end(), p.model) == models.end()) {
-      models.push_back(p.model);
-    }
-    earliest = std::min(earliest, p.sent);
-    latest = std::max(latest, p.sent);
     if (rc.absence_proof && now_utc() >= p.sent + arrival_bound) {
       earliest_bound = std::min(earliest_bound.value_or(p.sent + arrival_bound), p.sent + arrival_bound);
     }
   }
   // How far the log has caught up, asked BEFORE the rows are read: whatever the log showed by
-  // then, the scan below sees too.
+  // then, the scans below see too.
   std::optional<SysTime> caught_up;
   if (earliest_bound) {
     caught_up = co_await m_scanner.newest_since(*earliest_bound);
   }
+
+  std::unordered_map<std::string, std::string> by_crid; // client request id → job id
   std::unordered_map<std::string, provider::LogRow> found;
-  const auto scan = co_await m_scanner.scan(
-    earliest - std::chrono::minutes(5), std::min(latest + arrival_bound + std::chrono::minutes(5), now_utc() + std::chrono::minutes(5)),
-    models,
-    [&](provider::LogRow& row) {
-      if (row.client_request_id && by_crid.contains(*row.client_request_id) && !found.contains(*row.client_request_id)) {
-        found.emplace(*row.client_request_id, std::move(row));
+  std::unordered_set<std::string> read_whole; // crids whose window was read to its start
+  for (std::size_t first = 0; first < due.size();) {
+    // One cluster: attempts whose windows overlap, in send order.
+    std::size_t last = first;
+    SysTime cluster_end = m_pending.at(due[first]).sent + window_end;
+    while (last + 1 < due.size() && m_pending.at(due[last + 1]).sent - margin <= cluster_end) {
+      ++last;
+      cluster_end = m_pending.at(due[last]).sent + window_end;
+    }
+    std::vector<std::string> models;
+    std::unordered_set<std::string> wanted;
+    for (std::size_t i = first; i <= last; ++i) {
+      const auto& p = m_pending.at(due[i]);
+      by_crid[p.client_request_id] = due[i];
+      wanted.insert(p.client_request_id);
+      if (std::find(models.begin(), models.end(), p.model) == models.end()) {
+        models.push_back(p.model);
       }
-      return found.size() == by_crid.size();
-    },
-    k_max_pages);
-  const bool saw_everything = scan.ok && scan.complete;
+    }
+    std::size_t hits = 0;
+    const auto scan = co_await m_scanner.scan(
+      m_pending.at(due[first]).sent - margin, std::min(cluster_end, now_utc() + margin), models,
+      [&](provider::LogRow& row) {
+        if (row.client_request_id && wanted.contains(*row.client_request_id) && !found.contains(*row.client_request_id)) {
+          found.emplace(*row.client_request_id, std::move(row));
+          ++hits;
+        }
+        return hits == wanted.size();
+      },
+      k_max_pages);
+    if (scan.ok && scan.complete) {
+      read_whole.insert(wanted.begin(), wanted.end());
+    }
+    first = last + 1;
+  }
 
   for (const auto& [crid, id] : by_crid) {
     auto it = m_pending.find(id);
@@ -190,7 +215,7 @@ asio::awaitable<void> Reconciler::round(std::vector<std::string> due)
       v = Verdict::adopt;
     } else if (row != found.end() && row->second.status == "failed") {
       v = Verdict::never_billed;
-    } else if (row == found.end() && saw_everything && caught_up && *caught_up >= p.sent + arrival_bound) {
+    } else if (row == found.end() && read_whole.contains(crid) && caught_up && *caught_up >= p.sent + arrival_bound) {
       v = Verdict::never_billed; // proof of absence
     } else if (std::chrono::duration<double>(now_utc() - p.sent).count() >= rc.window_s) {
       v = Verdict::expired;

@@ -138,6 +138,28 @@ TEST_CASE("engine: proof of absence re-sends a create that never reached the pro
   CHECK(f.store.attempts(id).at(0).outcome == "reconciled_absent");
 }
 
+TEST_CASE("engine: a busy log costs no extra pages: only the window the attempt's row can be in is read")
+{
+  // 3,000 rows of other traffic and polls of the same model in the minutes before the create
+  // (30 pages): at 60 log queries a minute, reading them every round starved the reconciler and
+  // left ambiguous creates waiting (seen in CI). The attempt's row can only be near its send time.
+  EngineFixture f;
+  f.provider.on_create = ambiguous_then_accept();
+  for (int i = 0; i < 3000; ++i) {
+    f.provider.add_log("succeeded", std::nullopt, std::string("gen-busy"), now_utc() - std::chrono::seconds(240) + std::chrono::milliseconds(i * 78));
+  }
+  f.start();
+  const auto id = f.submit();
+  REQUIRE(f.run_until([&] { return f.job(id).step == "reconciling"; }));
+  f.run_for(0.5);
+  f.provider.add_log("succeeded", std::string("other.1"), std::string("gen-other"), now_utc());
+  const int before = f.provider.log_queries;
+  REQUIRE(f.run_until([&] { return f.state(id) == JobState::completed; }, 5.0));
+  CHECK(f.provider.creates.size() == 2);
+  CHECK(f.store.attempts(id).at(0).outcome == "reconciled_absent");
+  CHECK(f.provider.log_queries - before <= 4); // the bound, then the window: a page or two
+}
+
 TEST_CASE("engine: without the absence proof the create waits out the window")
 {
   EngineFixture f;
