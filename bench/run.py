@@ -4,6 +4,7 @@
     bench/run.sh                     # all of them, in a private network namespace when possible
     python3 bench/run.py --only submit,restart --repeat 3
     python3 bench/run.py --only wal            # WAL size after 10,000 jobs against its bound
+    python3 bench/run.py --only polls --repeat 1   # learned poll schedule against a fixed 15 s one
 
 Every figure is set against a baseline measured in the same run on the same machine (raw
 SQLite, fake-aimlapi's own CPU, curl, klingd on an empty store); the table gives the figure,
@@ -242,6 +243,15 @@ def start_timed(d, config_overrides=None):
     raise TimeoutError("klingd did not answer within 30 s")
 
 
+def teardown(d, fake, wd):
+    """Stops klingd (if it started) and the fake, and removes the bench's directory."""
+    if d:
+        d.stop(check=False)
+        d.close()
+    fake.stop()
+    shutil.rmtree(wd, ignore_errors=True)
+
+
 def workdir(name):
     base = os.environ.get("KLINGD_BENCH_TMP") or None
     return tempfile.mkdtemp(prefix=f"klingd-bench-{name}-", dir=base)
@@ -399,11 +409,7 @@ def bench_scale(repeat, jobs=10000, window_s=10.0):
                 "poll interval (max_s)", "2 s", f"{fmt_ratio(p50 / 2)} / {fmt_ratio(p99 / 2)}", "p99 ≤ 0.05×",
                 p99 / 2 <= 0.05)
     finally:
-        if d:
-            d.stop(check=False)
-            d.close()
-        fake.stop()
-        shutil.rmtree(wd, ignore_errors=True)
+        teardown(d, fake, wd)
 
 
 # --- 3. download -----------------------------------------------------------------------------
@@ -685,17 +691,76 @@ def bench_wal(repeat, jobs=10000):
             f"{completed:,} of {jobs:,} completed in {run_s:.0f} s; database file {db / MiB:.1f} MiB "
             f"(before issue 15 the WAL only grew: 306 MB after 2,000 jobs)")
     finally:
-        if d:
-            d.stop(check=False)
-            d.close()
-        fake.stop()
-        shutil.rmtree(wd, ignore_errors=True)
+        teardown(d, fake, wd)
+
+
+def bench_polls(repeat, scale=30.0, per_model=10):
+    """Learned poll schedule (issue 19.3) against a fixed 15 s schedule. The fake runs each
+    model at a realistic generation time (docs/provider.md: one to seven minutes and more;
+    ±15 % per generation), time compressed `scale`-fold (1 s here = `scale` s there) with
+    the schedules scaled alike. Baseline: poll every 15 s (scaled), nothing learned. klingd:
+    the same settings with poll.learn, after one learning wave of half as many jobs; the
+    measured wave is the next. Figures: polls per job and completion-detection lag (the
+    `downloading` event minus the fake's finish time), in unscaled seconds."""
+    models = {"klingai/video-v3-standard-turbo-text-to-video": 60, "klingai/video-v3-pro-text-to-video": 180,
+              "klingai/video-v2-6-pro-text-to-video": 420}
+    fixed = 15.0 / scale
+
+    def wave(d, fake, n, tag):
+        specs = []
+        for m in models:
+            specs += [{"key": f"{tag}-{m}-{i}", "request": klingtest.text_request(f"{tag} {i}", model=m)}
+                      for i in range(n)]
+        r = d.submit(specs)
+        ids = [j["id"] for j in r["jobs"]]
+        jobs = d.wait_terminal(ids, timeout=max(models.values()) / scale * 3 + 60)
+        gens = {g["id"]: g for g in fake.stats()["generations"]}
+        polls, lags = [], []
+        for jid, j in jobs.items():
+            assert j["state"] == "completed", j
+            g = gens[j["generation_id"]]
+            seen = next(h["at"] for h in d.job(jid)["history"] if h["state"] == "downloading")
+            polls.append(j["polls"])
+            lags.append(rfc3339_diff(g["finished"], seen) * scale)
+        return statistics.mean(polls), statistics.mean(lags), max(lags)
+
+    def run(learn):
+        wd = workdir("polls")
+        fake = start_fake(wd, ["--queued-s", "0", "--idle-timeout-s", "600"], None)
+        fake.config({"generating_s_by_model": {m: t / scale for m, t in models.items()}, "generating_jitter": 0.15,
+                     "log_polls": False})
+        d = None
+        try:
+            d = klingtest.Klingd(fake=fake, workdir=subdir(wd, "k"), config_overrides={
+                "provider": {"max_in_flight": 1000, "creates_per_minute": 1000000},
+                "poll": {"initial_s": fixed, "factor": 1.0, "max_s": fixed, "jitter": 0.0, "learn": learn,
+                         "slow_after_s": 86400, "slow_s": fixed},
+                "download": {"allow_http": True},
+            })
+            if learn:
+                wave(d, fake, max(3, per_model // 2), "learn")
+            return wave(d, fake, per_model, "measure")
+        finally:
+            teardown(d, fake, wd)
+
+    base = [run(False) for _ in range(repeat)]
+    ours = [run(True) for _ in range(repeat)]
+    bp, bl, bmax = (median([r[i] for r in base]) for i in range(3))
+    op, ol, omax = (median([r[i] for r in ours]) for i in range(3))
+    log(f"polls: fixed 15 s {bp:.1f} polls/job, lag {bl:.1f} s (max {bmax:.1f}); learned {op:.1f}, lag {ol:.1f} s "
+        f"(max {omax:.1f})")
+    add("polls", "status polls per job (generation 1–7 min, ±15 %)", f"{op:.1f}", "fixed 15 s schedule", f"{bp:.1f}",
+        fmt_ratio(op / bp), "≤ 0.5×", op <= 0.5 * bp,
+        f"{per_model} jobs per model ({', '.join(f'{t // 60} min' for t in models.values())}), time compressed "
+        f"{scale:.0f}×, after a learning wave")
+    add("polls", "completion-detection lag, mean (max)", f"{ol:.1f} s ({omax:.1f} s)", "fixed 15 s schedule",
+        f"{bl:.1f} s ({bmax:.1f} s)", fmt_ratio(ol / bl if bl else None), "≤ 1×", ol <= bl)
 
 
 # --- main ------------------------------------------------------------------------------------
 
 BENCHES = {"submit": bench_submit, "scale": bench_scale, "download": bench_download, "restart": bench_restart,
-           "wal": bench_wal}
+           "wal": bench_wal, "polls": bench_polls}
 
 
 def main():

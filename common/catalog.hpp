@@ -148,8 +148,11 @@ public:
   // The endpoint family to call the model with; unknown models (when allowed) → universal.
   Family family_for(std::string_view model_id) const;
 
-  // Estimated price of a normalised request in USD (price × duration, its default when
-  // omitted), or nullopt when the model is unknown or has no price.
+  // Seconds of video a normalised request asks for: `duration`, else the sum of its
+  // `multi_prompt` shots' durations, else the model's default; nullopt when none applies.
+  std::optional<std::int64_t> video_seconds(const boost::json::object& request) const;
+  // Estimated price of a normalised request in USD (price × video_seconds), or nullopt when
+  // the model is unknown or has no price.
   std::optional<double> estimate_usd(const boost::json::object& request) const;
 
   // True when the model's schema has the `provider` routing field (kling|klingai|fal|auto).

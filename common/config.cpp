@@ -242,6 +242,7 @@ const std::vector<KeyDef>& key_defs()
     d.push_back(number_key("poll.jitter", [](Config& c) -> auto& { return c.poll.jitter; }, 0, 0.9, false));
     d.push_back(number_key("poll.slow_after_s", [](Config& c) -> auto& { return c.poll.slow_after_s; }, 0, 1e7, false));
     d.push_back(number_key("poll.slow_s", [](Config& c) -> auto& { return c.poll.slow_s; }, 0, 86400, true));
+    d.push_back(bool_key("poll.learn", [](Config& c) -> auto& { return c.poll.learn; }));
     d.push_back(integer_key<int>("retry.max_attempts", [](Config& c) -> auto& { return c.retry.max_attempts; }, 1, 1000));
     d.push_back(number_key("retry.base_s", [](Config& c) -> auto& { return c.retry.base_s; }, 0, 86400, true));
     d.push_back(number_key("retry.max_s", [](Config& c) -> auto& { return c.retry.max_s; }, 0, 86400, true));

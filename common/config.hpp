@@ -55,6 +55,9 @@ struct Config
     double jitter = 0.1;
     double slow_after_s = 1800;
     double slow_s = 180;
+    // Learn each model's generation time from finished jobs and poll near the expected end
+    // (docs/contract.md §3.3); false: the schedule above only.
+    bool learn = true;
   } poll;
   struct Retry
   {

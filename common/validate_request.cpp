@@ -541,6 +541,28 @@ Result<json::object, std::vector<FieldError>> Catalog::validate(const json::valu
   return out;
 }
 
+std::optional<std::int64_t> Catalog::video_seconds(const json::object& request) const
+{
+  if (const json::value* d = request.if_contains("duration")) {
+    return duration_of(*d);
+  }
+  if (const json::value* shots = request.if_contains("multi_prompt"); shots && shots->is_array()) {
+    std::int64_t total = 0;
+    for (const auto& shot : shots->get_array()) {
+      const json::value* d = shot.is_object() ? shot.get_object().if_contains("duration") : nullptr;
+      const auto s = d ? duration_of(*d) : std::nullopt;
+      if (!s) {
+        return std::nullopt;
+      }
+      total += *s;
+    }
+    return total;
+  }
+  const json::value* id = request.if_contains("model");
+  const ModelInfo* model = id && id->is_string() ? find(id->get_string()) : nullptr;
+  return model ? model->default_duration : std::nullopt;
+}
+
 std::optional<double> Catalog::estimate_usd(const json::object& request) const
 {
   const json::value* id = request.if_contains("model");
@@ -551,12 +573,7 @@ std::optional<double> Catalog::estimate_usd(const json::object& request) const
   if (model->price_unit == PriceUnit::per_video) {
     return *model->price_usd;
   }
-  std::optional<std::int64_t> seconds;
-  if (const json::value* d = request.if_contains("duration")) {
-    seconds = duration_of(*d);
-  } else if (model->default_duration) {
-    seconds = *model->default_duration;
-  }
+  const auto seconds = video_seconds(request);
   if (!seconds) {
     return std::nullopt;
   }

@@ -10,6 +10,7 @@
 #include "common/job.hpp"
 #include "common/time.hpp"
 #include "daemon/engine/async_semaphore.hpp"
+#include "daemon/engine/generation_times.hpp"
 #include "daemon/engine/ports.hpp"
 #include "daemon/engine/schedule.hpp"
 #include "daemon/notifier.hpp"
@@ -88,6 +89,7 @@ public:
   AsyncSemaphore download_slots;
   std::mt19937_64 rng;
 
+  GenerationTimes generation_times; // learned per model (poll.learn); loaded by Recovery::start
   std::unordered_map<std::string, Clock::time_point> not_before; // queued jobs backing off
   Claims claims;
   int in_flight = 0; // actors counted against provider.max_in_flight

@@ -5,6 +5,7 @@
 #include "daemon/metrics.hpp"
 #include "daemon/store/group_commit.hpp"
 
+#include <boost/json/parse.hpp>
 #include <fmt/format.h>
 
 namespace klingd::engine {
@@ -30,6 +31,9 @@ struct Poller::State
   explicit State(const common::Config::Poll& poll) : schedule(poll) {}
   PollSchedule schedule;
   Clock::time_point accepted{};
+  std::optional<Clock::time_point> last_working; // the last poll that saw it still running
+  bool fresh = false;        // polled from its acceptance on (not resumed after a restart)
+  std::int64_t video_s = 0;  // the learned-times key (with the model)
   std::string last_status;
   bool logged_unknown = false;
   int failures = 0;
@@ -52,6 +56,13 @@ asio::awaitable<PollEnd> Poller::run(const Job& job, Actor& a)
   ps.accepted = Clock::now() - std::max(since, Clock::duration{});
   const auto deadline =
     ps.accepted + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(job.timeout_s));
+  ps.fresh = since < seconds(1) && !a.spread_first_poll;
+  ps.video_s = video_seconds(job);
+  if (m_core.config.poll.learn) {
+    if (auto p = m_core.generation_times.profile(job.model, ps.video_s)) {
+      ps.schedule.expect(p->lo_s, p->hi_s);
+    }
+  }
   ps.delay = ps.schedule.next(Clock::now() - ps.accepted, m_core.rng);
   if (a.spread_first_poll) {
     // After a restart, spread the first polls over one interval, not all at once.
@@ -147,10 +158,17 @@ asio::awaitable<void> Poller::poll_once(const Job& job, Actor& a, Clock::time_po
       // create's headers (or the request log, later) gave none.
       if (!job.cost_usd && st.usage_usd) u.cost_usd = *st.usage_usd;
       if (!job.cost_credits && st.usage_credits) u.cost_credits = *st.usage_credits;
+      const auto learned = generation_time(job, ps);
       bool moved = false;
       co_await commit_with_polls(a, [&](JobStore& s) {
         moved = s.transition(job.id, JobState::generating, JobState::downloading, u);
+        if (moved && learned) {
+          s.add_generation_time(*learned);
+        }
       });
+      if (moved && learned) {
+        m_core.generation_times.add(learned->model, learned->video_s, learned->seconds);
+      }
       ps.done = true;
       ps.answered = moved;
       co_return;
@@ -166,6 +184,7 @@ asio::awaitable<void> Poller::poll_once(const Job& job, Actor& a, Clock::time_po
       co_return;
     }
     ps.answered = true;
+    ps.last_working = Clock::now();
     if (st.status != ps.last_status) {
       // A real change costs a (group) commit; an unchanged poll costs nothing.
       ps.last_status = st.status;
@@ -215,6 +234,35 @@ asio::awaitable<void> Poller::poll_once(const Job& job, Actor& a, Clock::time_po
   ps.delay = retry_delay(m_core.config.retry, ps.failures, o.retry_after, m_core.rng);
   log::info("job.poll_failed", {{"job", job.id}, {"failures", ps.failures},
                                 {"delay_ms", std::chrono::duration_cast<Millis>(ps.delay).count()}, {"reason", o.message}});
+}
+
+std::int64_t Poller::video_seconds(const Job& job) const
+{
+  boost::system::error_code ec;
+  auto v = boost::json::parse(job.request, ec);
+  if (ec || !v.is_object()) {
+    return 0;
+  }
+  return m_core.catalog.video_seconds(v.get_object()).value_or(0);
+}
+
+// The sample a completed generation teaches (docs/contract.md §3.3): it ended between the last
+// poll that saw it running and this one — their midpoint. Seen done at its first poll, it ended
+// before: one short step earlier (at least halfway), so the expectation can follow a provider
+// that got faster. A job resumed after a restart teaches nothing (its wait was not observed).
+std::optional<store::GenerationTime> Poller::generation_time(const Job& job, const State& ps) const
+{
+  const auto now = Clock::now();
+  const double done = std::chrono::duration<double>(now - ps.accepted).count();
+  double seconds = 0;
+  if (ps.last_working) {
+    seconds = (std::chrono::duration<double>(*ps.last_working - ps.accepted).count() + done) / 2;
+  } else if (ps.fresh) {
+    seconds = std::max(done / 2, done - ps.schedule.step_s());
+  } else {
+    return std::nullopt;
+  }
+  return store::GenerationTime{job.model, ps.video_s, seconds};
 }
 
 asio::awaitable<void> Poller::fail(const Job& job, Actor& a, common::ErrorCode code, std::string message,

@@ -30,6 +30,8 @@ private:
   // 10,000 generating jobs hold 10,000 small coroutine frames; poll_once's large frame (the
   // answer, the updates it commits) exists only while a poll is out.
   struct State;
+  std::int64_t video_seconds(const store::Job& job) const;
+  std::optional<store::GenerationTime> generation_time(const store::Job& job, const State& ps) const;
   boost::asio::awaitable<void> poll_once(const store::Job& job, Actor& a, Clock::time_point due, State& ps);
   boost::asio::awaitable<void> fail(const store::Job& job, Actor& a, common::ErrorCode code, std::string message,
                                     std::optional<int> http = std::nullopt);

@@ -15,6 +15,7 @@ using store::Job;
 
 asio::awaitable<void> Recovery::start()
 {
+  m_core.generation_times.load(m_core.store.generation_times(GenerationTimes::k_samples));
   auto jobs = m_core.store.active_jobs();
   std::size_t resumed = 0;
   for (auto& job : jobs) {

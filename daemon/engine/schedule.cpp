@@ -27,10 +27,37 @@ Millis retry_delay(const common::Config::Retry& retry, int failures, std::option
   return delay;
 }
 
+void PollSchedule::expect(double lo_s, double hi_s)
+{
+  m_lo_s = std::max(0.0, lo_s);
+  m_hi_s = std::max(m_lo_s, hi_s);
+}
+
+double PollSchedule::step_s() const
+{
+  if (!expecting()) {
+    return m_poll.initial_s;
+  }
+  return std::clamp((m_hi_s - m_lo_s) / 2, m_poll.initial_s / 8, m_poll.initial_s);
+}
+
 Millis PollSchedule::next(Clock::duration generating_for, std::mt19937_64& rng)
 {
-  if (std::chrono::duration<double>(generating_for).count() >= m_poll.slow_after_s) {
+  const double t = std::chrono::duration<double>(generating_for).count();
+  if (t >= m_poll.slow_after_s) {
     m_interval_s = m_poll.slow_s;
+  } else if (expecting() && t < m_hi_s + step_s()) {
+    const double step = step_s();
+    m_interval_s = step;
+    if (t + step < m_lo_s) {
+      // Sleep through the part no generation of this kind has ended in; the spread only ever
+      // makes the look earlier, never later than the usual earliest end.
+      std::uniform_real_distribution<double> early(0.0, m_poll.jitter * step);
+      return Millis(static_cast<std::int64_t>(std::max(0.0, m_lo_s - t - early(rng)) * 1000.0));
+    }
+  } else if (expecting()) {
+    // Past the usual latest end: back off from the short step as without an expectation.
+    m_interval_s = std::min(m_poll.max_s, std::max(m_interval_s, step_s()) * m_poll.factor);
   } else if (m_interval_s < 0) {
     m_interval_s = m_poll.initial_s;
   } else {

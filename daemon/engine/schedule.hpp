@@ -22,18 +22,28 @@ Millis retry_delay(const common::Config::Retry& retry, int failures, std::option
 
 // Poll timing for one job (docs/contract.md §3.3): first after initial_s, then growing by
 // factor up to max_s, each ±jitter; after slow_after_s of generating, slow_s.
+// With an expected end (learned generation times, `expect`): the first poll at the usual
+// earliest end lo_s, then every step_s() until hi_s + step_s(), then growing from step_s() as
+// above. step_s() is half of hi_s − lo_s (about three looks for most generations), within
+// [initial_s / 8, initial_s].
 class PollSchedule
 {
 public:
   explicit PollSchedule(const common::Config::Poll& poll) : m_poll(poll) {}
+  void expect(double lo_s, double hi_s);
+  bool expecting() const { return m_lo_s >= 0; }
   // The delay before the next poll, given how long the job has been generating.
   Millis next(Clock::duration generating_for, std::mt19937_64& rng);
   // The un-jittered interval the next call would use (for tests).
   double base_interval_s() const { return m_interval_s; }
+  // The short interval near the expected end (initial_s without an expectation).
+  double step_s() const;
 
 private:
   common::Config::Poll m_poll;
   double m_interval_s = -1; // -1: the first poll has not been scheduled
+  double m_lo_s = -1;       // -1: no expected end
+  double m_hi_s = -1;
 };
 
 // Applies ±jitter (a fraction) to seconds → milliseconds.

@@ -145,6 +145,13 @@ struct JobUpdate
   bool clear_generation = false;  // forget generation id (retry that must create anew)
 };
 
+struct GenerationTime
+{
+  std::string model;
+  std::int64_t video_s = 0; // seconds of video asked (0: the request names none)
+  double seconds = 0;       // from acceptance to completion
+};
+
 struct Attempt
 {
   std::string job_id;
@@ -293,6 +300,12 @@ public:
   PruneStats prune(const PruneCutoffs& cutoffs, std::size_t limit, const std::optional<std::string>& after,
                    bool dry_run);
   std::optional<KeyTombstone> key_tombstone(std::string_view key);
+
+  // Learned generation times (generation_times.cpp; docs/contract.md §3.3): one sample per
+  // completed generation, the newest 64 kept per (model, seconds of video).
+  void add_generation_time(const GenerationTime& t);
+  // The newest `per_key` samples of every key, oldest first within a key.
+  std::vector<GenerationTime> generation_times(std::size_t per_key);
 
   // Events appended since the last call (committed or not: the GroupCommitter
   // takes them after COMMIT and drops them after a rollback).

@@ -66,7 +66,6 @@ Generation& App::record_generation(const json::value& body, bool legacy, const A
   g->created_wall = wall_now();
   g->created_mono = mono_now();
   g->queued_s = m_config.queued_s;
-  g->generating_s = m_config.generating_s;
   g->legacy_statuses = m_config.status_style == "legacy";
   g->fails = unit_random(m_config.seed, 0xfa11, g->serial) < m_config.failure_rate;
   g->detail_error = m_config.failure_style == "detail"
@@ -74,6 +73,12 @@ Generation& App::record_generation(const json::value& body, bool legacy, const A
   g->failure_status = m_config.failure_status;
   g->no_url_polls_left = m_config.completed_without_url_polls;
   g->duration = requested_duration(body);
+  {
+    auto by_model = m_config.generating_s_by_model.find(g->model);
+    const double base = by_model != m_config.generating_s_by_model.end() ? by_model->second : m_config.generating_s;
+    const double spread = (2 * unit_random(m_config.seed, 0x9e7e, g->serial) - 1) * m_config.generating_jitter;
+    g->generating_s = (base + m_config.generating_per_video_s * g->duration) * (1 + spread);
+  }
   auto price = m_config.prices.find(g->model);
   double rate = price != m_config.prices.end() ? price->second : usd_per_second(g->model);
   g->usd = std::round(rate * g->duration * 1e6) / 1e6;

@@ -239,6 +239,7 @@ asio::awaitable<json::value> App::stats_json(bool with_sha)
       {"status", g->status_word(phase, now)},
       {"created", iso8601(g->created_wall)},
       {"duration", g->duration},
+      {"finished", iso8601(g->finished_wall())},
       {"file_size", g->video->size()},
       {"sha256", g->sha256 ? json::value(*g->sha256) : json::value(nullptr)},
       {"cost", json::object{{"usd", g->usd}, {"credits", g->credits}}},

@@ -157,6 +157,23 @@ std::string set_prices(FakeConfig& c, const json::value& v)
   }
   return {};
 }
+std::string set_generating_by_model(FakeConfig& c, const json::value& v)
+{
+  if (!v.is_object()) {
+    return "expected {\"<model>\": seconds}";
+  }
+  std::map<std::string, double, std::less<>> out;
+  for (const auto& [model, seconds] : v.get_object()) {
+    auto t = as_number(seconds);
+    if (!t || *t < 0 || *t > 1e7) {
+      return fmt::format("{}: expected seconds in [0, 1e7]", std::string_view(model));
+    }
+    out[std::string(model)] = *t;
+  }
+  c.generating_s_by_model = std::move(out);
+  return {};
+}
+
 
 const std::map<std::string, Setter, std::less<>>& setters()
 {
@@ -165,6 +182,9 @@ const std::map<std::string, Setter, std::less<>>& setters()
     {"seed", int_setter(&FakeConfig::seed, 0, 9e15)},
     {"queued_s", number_setter(&FakeConfig::queued_s, 0, 1e7)},
     {"generating_s", number_setter(&FakeConfig::generating_s, 0, 1e7)},
+    {"generating_s_by_model", set_generating_by_model},
+    {"generating_per_video_s", number_setter(&FakeConfig::generating_per_video_s, 0, 1e5)},
+    {"generating_jitter", number_setter(&FakeConfig::generating_jitter, 0, 0.9)},
     {"status_style", string_setter(&FakeConfig::status_style, {"modern", "legacy"})},
     {"failure_rate", number_setter(&FakeConfig::failure_rate, 0, 1)},
     {"failure_style", string_setter(&FakeConfig::failure_style, {"error", "detail", "mixed"})},
@@ -403,6 +423,15 @@ json::object config_to_json(const FakeConfig& c)
     {"seed", c.seed},
     {"queued_s", c.queued_s},
     {"generating_s", c.generating_s},
+    {"generating_s_by_model", [&] {
+       json::object o;
+       for (const auto& [model, t] : c.generating_s_by_model) {
+         o[model] = t;
+       }
+       return o;
+     }()},
+    {"generating_per_video_s", c.generating_per_video_s},
+    {"generating_jitter", c.generating_jitter},
     {"status_style", c.status_style},
     {"failure_rate", c.failure_rate},
     {"failure_style", c.failure_style},

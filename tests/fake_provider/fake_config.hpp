@@ -100,6 +100,11 @@ struct FakeConfig {
   bool poll_cost_headers = false;
   double credits_per_usd = 2000000.0;
   std::map<std::string, double, std::less<>> prices; // USD per second of video, per model
+  // Generation time per model (seconds; else generating_s), plus generating_per_video_s for each
+  // second of video asked, each spread by ±generating_jitter (a fraction, fixed per generation).
+  std::map<std::string, double, std::less<>> generating_s_by_model;
+  double generating_per_video_s = 0.0;
+  double generating_jitter = 0.0;
   bool logs_enabled = true;
   double logs_delay_s = 0.0;
   int logs_rate_limit = 200; // requests per 60 s

@@ -252,6 +252,31 @@ def test_out_of_credits_and_key_rotation():
         FAKE.request("POST", "/__admin/config", {"api_key": "test-key"}, auth=False)
 
 
+def test_generation_time_per_model_with_length_and_spread():
+    from datetime import datetime
+
+    def seconds(g):
+        t = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
+        return (t(g["finished"]) - t(g["created"])).total_seconds()
+
+    FAKE.config({"queued_s": 0.1, "generating_s": 1, "generating_s_by_model": {T2V: 3},
+                 "generating_per_video_s": 0.5, "generating_jitter": 0.2})
+    try:
+        ids = [FAKE.create({"model": T2V, "prompt": f"x{i}", "duration": 10}).json()["id"] for i in range(8)]
+        other = FAKE.create({"model": "klingai/video-v3-standard-text-to-video", "prompt": "y", "duration": 5}).json()["id"]
+        gens = {g["id"]: g for g in FAKE.stats()["generations"]}
+        times = [seconds(gens[i]) for i in ids]
+        # (3 + 0.5 × 10) × (1 ± 0.2), plus the queue: each within, not all alike.
+        assert all(0.1 + 8 * 0.8 - 0.01 <= t <= 0.1 + 8 * 1.2 + 0.01 for t in times), times
+        assert max(times) - min(times) > 0.5, times
+        assert 0.1 + 3.5 * 0.8 - 0.01 <= seconds(gens[other]) <= 0.1 + 3.5 * 1.2 + 0.01, gens[other]
+        r = FAKE.request("POST", "/__admin/config", {"generating_s_by_model": {T2V: -1}}, auth=False)
+        assert r.status == 400 and T2V in r.json()["error"], r
+    finally:
+        FAKE.config({"queued_s": 0.2, "generating_s": 0.2, "generating_s_by_model": {}, "generating_per_video_s": 0,
+                     "generating_jitter": 0})
+
+
 def test_admin_config_rejects_bad_keys():
     for bad in ({"no_such_key": 1}, {"failure_rate": 2}, {"faults": {"create": {"truncated": 0.1}}},
                 {"id_shape": "hex"}, {"script": [{"kind": "poll", "fault": "reset_after_create"}]}):

@@ -8,6 +8,21 @@ using namespace klingd::test;
 using common::JobState;
 
 namespace {
+// Every generation completes `after` its create was accepted.
+void finishing_after(ScriptedProvider& p, std::chrono::milliseconds after)
+{
+  auto created = std::make_shared<std::map<std::string, std::chrono::steady_clock::time_point>>();
+  p.on_create = [created](const std::string& crid) {
+    (*created)["gen-" + crid] = std::chrono::steady_clock::now();
+    return ScriptedProvider::accepted("gen-" + crid);
+  };
+  p.on_poll = [created, after](const std::string& g) {
+    return std::chrono::steady_clock::now() - created->at(g) >= after
+             ? ScriptedProvider::status("completed", "https://cdn.test/" + g + ".mp4")
+             : ScriptedProvider::status("generating");
+  };
+}
+
 auto ambiguous_then_accept()
 {
   return [](const std::string& crid) {
@@ -439,4 +454,53 @@ TEST_CASE("engine: the billing ledger settles a job's actual cost and its refund
   f.run_for(0.3);
   CHECK(f.provider.ledger_queries > queries); // read again every balance_check_s
   CHECK(f.job(id).cost_usd == doctest::Approx(0.91)); // rows already settled are not applied twice
+}
+
+TEST_CASE("engine: polls are learned: after a few jobs of a model the next one is first polled near its expected end")
+{
+  // Generations take 0.8 s; the fixed schedule polls every 0.05 s (about 16 polls).
+  EngineFixture f;
+  f.config.poll.initial_s = 0.05;
+  finishing_after(f.provider, std::chrono::milliseconds(800));
+  f.start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) {
+    ids.push_back(f.submit());
+    REQUIRE(f.run_until([&] { return f.state(ids.back()) == JobState::completed; }));
+  }
+  const auto fixed_polls = f.provider.polls.at("gen-" + ids.front() + ".1");
+  CHECK(fixed_polls >= 10);
+  CHECK(f.store.generation_times(32).size() == 4); // kept in the store, with the transition
+  const auto learned = f.submit();
+  REQUIRE(f.run_until([&] { return f.state(learned) == JobState::completed; }));
+  const auto learned_polls = f.provider.polls.at("gen-" + learned + ".1");
+  CHECK(learned_polls * 2 <= fixed_polls); // the issue's bar: at most half the polls
+}
+
+TEST_CASE("engine: learned generation times survive a restart; poll.learn false keeps the fixed schedule")
+{
+  EngineFixture f;
+  for (int i = 0; i < 5; ++i) {
+    f.write([&](store::JobStore& s) { s.add_generation_time({"klingai/video-v3-pro-text-to-video", 5, 0.5}); });
+  }
+  f.write([&](store::JobStore& s) { s.add_generation_time({"klingai/video-v3-pro-text-to-video", 10, 99}); });
+  finishing_after(f.provider, std::chrono::milliseconds(500));
+  SUBCASE("learned")
+  {
+    f.start(); // loads what an earlier run learned
+    const auto id = f.submit();
+    // Expected near 0.5 s: nothing is asked before then.
+    f.run_for(0.3);
+    CHECK(f.provider.polls.count("gen-" + id + ".1") == 0);
+    REQUIRE(f.run_until([&] { return f.state(id) == JobState::completed; }));
+    CHECK(f.provider.polls.at("gen-" + id + ".1") <= 2);
+  }
+  SUBCASE("poll.learn false")
+  {
+    f.config.poll.learn = false;
+    f.start();
+    const auto id = f.submit();
+    f.run_for(0.3);
+    CHECK(f.provider.polls.at("gen-" + id + ".1") >= 5); // every 0.02–0.05 s from the start
+  }
 }

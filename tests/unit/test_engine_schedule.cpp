@@ -1,7 +1,9 @@
+#include "daemon/engine/generation_times.hpp"
 #include "daemon/engine/schedule.hpp"
 
 #include <doctest/doctest.h>
 
+#include <limits>
 #include <set>
 
 using namespace klingd;
@@ -53,6 +55,66 @@ TEST_CASE("schedule: poll intervals start at initial_s, grow by factor to max_s,
   CHECK(s.next(24s, rng) == 10000ms);
   CHECK(s.next(100s, rng) == 60000ms);
   CHECK(s.next(5000s, rng) == 60000ms);
+}
+
+TEST_CASE("schedule: with an expected end the first poll is at its usual earliest end, then short steps, then back-off")
+{
+  common::Config::Poll p;
+  p.initial_s = 15;
+  p.factor = 2;
+  p.max_s = 60;
+  p.jitter = 0;
+  std::mt19937_64 rng(1);
+  PollSchedule s(p);
+  s.expect(100, 120); // step: (120 − 100) / 2 = 10 s
+  CHECK(s.step_s() == doctest::Approx(10));
+  CHECK(s.next(0s, rng) == 100000ms); // sleep through what no such generation has ended in
+  CHECK(s.next(100s, rng) == 10000ms);
+  CHECK(s.next(120s, rng) == 10000ms);
+  CHECK(s.next(130s, rng) == 20000ms); // past hi + step: grows from the step by factor
+  CHECK(s.next(150s, rng) == 40000ms);
+  CHECK(s.next(190s, rng) == 60000ms);
+
+  PollSchedule tight(p);
+  tight.expect(60, 60.4); // the step stays within [initial_s / 8, initial_s]
+  CHECK(tight.step_s() == doctest::Approx(15.0 / 8));
+  PollSchedule wide(p);
+  wide.expect(60, 600);
+  CHECK(wide.step_s() == doctest::Approx(15));
+
+  p.jitter = 0.2; // the spread only brings the first look earlier
+  PollSchedule j(p);
+  j.expect(100, 120);
+  for (int i = 0; i < 50; ++i) {
+    const auto d = j.next(0s, rng);
+    CHECK(d <= 100000ms);
+    CHECK(d >= 98000ms); // at most jitter × step earlier
+  }
+}
+
+TEST_CASE("schedule: learned generation times give the 10th to 90th percentile, per model and video length")
+{
+  GenerationTimes t;
+  t.add("m", 5, 100);
+  t.add("m", 5, 110);
+  CHECK_FALSE(t.profile("m", 5)); // fewer than k_min_samples
+  t.add("m", 5, 120);
+  auto p = t.profile("m", 5);
+  REQUIRE(p);
+  CHECK(p->lo_s == doctest::Approx(102));
+  CHECK(p->hi_s == doctest::Approx(118));
+  CHECK_FALSE(t.profile("m", 10));
+  CHECK_FALSE(t.profile("other", 5));
+  for (int i = 0; i < 40; ++i) {
+    t.add("m", 5, 300); // the newest k_samples count: a provider that slowed down is followed
+  }
+  p = t.profile("m", 5);
+  REQUIRE(p);
+  CHECK(p->lo_s == doctest::Approx(300));
+  CHECK(p->samples == GenerationTimes::k_samples);
+  t.add("m", 5, -1); // nonsense is ignored
+  t.add("m", 5, std::numeric_limits<double>::quiet_NaN());
+  CHECK(t.profile("m", 5)->samples == GenerationTimes::k_samples);
 }
 
 TEST_CASE("schedule: poll jitter stays within ±jitter")
