@@ -242,5 +242,31 @@ def test_bulk_cancel_and_retry_with_label_filters():
         assert r["matched"] == 0 and r["done"] == 0
 
 
+def test_bulk_retry_while_a_create_is_reconciled_pays_once():
+    """A create the provider billed but whose answer was lost is being reconciled; the batch is
+    canceled and retried in bulk meanwhile. Bulk retry goes through Engine::retry per job, so it
+    sends no second create: the job ends completed after exactly one create call."""
+    from test_engine import FAST_FAKE, specs
+    from test_engine_ownership import LONG_WINDOW, ends_completed_with_one_create, wait_reconciling
+    with Klingd(config_overrides=LONG_WINDOW, fake_args=FAST_FAKE + ("--logs-delay-s", "2")) as d:
+        d.fake.config({"script": [{"kind": "create", "fault": "reset_after_create", "count": 1}]})
+        sub = d.submit(specs(1, "bulk-amb"))
+        jid = sub["jobs"][0]["id"]
+        wait_reconciling(d, jid)
+        r = d.ctl_json("cancel", "--batch", sub["batch"])
+        assert r["done"] == 1, r
+        # While the canceled job's actor winds down, its retry is refused (409) and reported; ask again.
+        deadline = time.monotonic() + 15
+        while True:
+            p = d.ctl("--json", "retry", "--batch", sub["batch"], "--canceled")
+            r = json.loads(p.stdout)
+            if r["done"] == 1:
+                break
+            assert p.returncode == 1 and r["refused"][0]["code"] == "conflict", (p.returncode, r)
+            assert time.monotonic() < deadline, r
+            time.sleep(0.2)
+        ends_completed_with_one_create(d, jid, 20)
+
+
 if __name__ == "__main__":
     sys.exit(klingtest.run_tests(dict(globals())))
