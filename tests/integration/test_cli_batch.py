@@ -49,6 +49,11 @@ def test_csv_dry_run_gate_and_submit():
         p = d.ctl("submit", "--csv", csv, "--dry-run", check=0)
         assert "dry run: 4 job(s), 4 new, 0 already stored" in p.stdout and MODEL in p.stdout, p.stdout
         assert f"expected cost: ${price * 25:.2f}" in p.stdout, p.stdout
+        # -f files and single submits have the dry run too.
+        lines = json.dumps(spec("f1")) + "\n" + json.dumps(spec("f2", key="f2")) + "\n"
+        assert d.ctl_json("submit", "-f", "-", "--dry-run", input=lines)["jobs"] == 2
+        one = d.ctl_json("submit", "--model", MODEL, "--prompt", "x", "--duration", "10", "--dry-run")
+        assert one["jobs"] == 1 and abs(one["expected_usd"] - price * 10) < 1e-9, one
         # Nothing stored, nothing created.
         assert d.get_json("/v1/status")["total"] == 0
         assert d.get_json("/v1/jobs")["jobs"] == []
