@@ -5,6 +5,7 @@
 
 #include "cli/http_client.hpp"
 
+#include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
 #include <memory>
@@ -19,6 +20,7 @@ inline constexpr int k_exit_ok = 0;
 inline constexpr int k_exit_failed = 1;
 inline constexpr int k_exit_usage = 2;
 inline constexpr int k_exit_unreachable = 3;
+inline constexpr int k_exit_confirm = 4; // submit: a large or over-budget batch without --yes
 
 // Ends the command with `code` after printing `message` (if any) to stderr.
 class CliExit : public std::runtime_error
@@ -80,7 +82,29 @@ struct SubmitOptions
   std::vector<std::string> labels;
   bool wait = false;
   std::string file; // -f: one spec per line; "-" is stdin
+  std::string csv;           // --csv: columns are spec fields
+  std::string template_file; // --template: a spec with {column} placeholders …
+  std::string vars;          // … filled from the rows of this CSV (--vars)
+  std::optional<double> max_usd; // --max-usd: the batch's budget (with --csv/--template)
+  bool dry_run = false;          // --dry-run: POST /v1/jobs?dry_run=1 only
+  bool yes = false;              // --yes: skip the confirmation gate
+  long long confirm_over = 100;  // --confirm-over: more new jobs than this need --yes
 };
+
+// A batch body built from a CSV (batch_submit.cpp), with each job's CSV line for error messages.
+struct BatchBody
+{
+  std::string body; // {"jobs": [...], "max_usd"?}
+  std::vector<std::size_t> index_to_line;
+};
+BatchBody build_csv_batch(Session& s, const SubmitOptions& o, const boost::json::object& defaults);
+// POST /v1/jobs?dry_run=1 with the body a submit would send; the parsed answer.
+boost::json::value dry_run(Session& s, const std::string& body, const std::string& content_type,
+                           const std::vector<std::size_t>* index_to_line);
+void print_dry_run(const boost::json::value& answer);
+// Throws CliExit(4) when the dry run's batch needs --yes (more new jobs than --confirm-over, or
+// an expected cost above its max_usd).
+void confirm_gate(const boost::json::value& answer, const SubmitOptions& o);
 
 int cmd_submit(Session& s, const SubmitOptions& o);
 
@@ -98,6 +122,15 @@ int cmd_show(Session& s, const std::string& id);
 int cmd_wait(Session& s, const std::vector<std::string>& ids, const std::string& batch);
 int cmd_cancel(Session& s, const std::string& id);
 int cmd_retry(Session& s, const std::string& id);
+// retry/cancel --batch: POST /v1/batches/{id}/retry|cancel with states and labels (bulk.cpp).
+struct BulkOptions
+{
+  std::string batch;
+  std::vector<std::string> states; // retry: failed/canceled; empty: the action's default
+  std::vector<std::string> labels; // NAME=VALUE, all must match
+  bool dry_run = false;
+};
+int cmd_bulk(Session& s, std::string_view action, const BulkOptions& o);
 int cmd_watch(Session& s, std::optional<long long> since);
 int cmd_status(Session& s);
 int cmd_pause(Session& s, const std::string& reason);

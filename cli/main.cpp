@@ -40,6 +40,18 @@ int main(int argc, char** argv)
   submit->add_flag("--wait", so.wait, "wait until the jobs end (exit 1 if any failed)");
   submit->add_option("-f,--file", so.file, "job specs, one JSON object per line ('-': stdin); a line without "
                                            "\"request\" is the request itself");
+  submit->add_option("--csv", so.csv, "one job per CSV row; columns are spec fields (model, prompt, duration, key, "
+                                      "output, priority, timeout_s, labels.NAME, request.NAME …)");
+  submit->add_option("--template", so.template_file, "a job spec (or request) whose string values hold {column} "
+                                                     "placeholders, filled from each row of --vars");
+  submit->add_option("--vars", so.vars, "the CSV whose rows fill --template in");
+  submit->add_option("--max-usd", so.max_usd, "with --csv/--template: the batch's budget (max_usd)");
+  submit->add_flag("--dry-run", so.dry_run, "only ask klingd what it would store: jobs, duplicates, expected cost "
+                                           "per model; nothing is stored");
+  submit->add_option("--confirm-over", so.confirm_over, "with --csv/--template: more new jobs than this need --yes "
+                                                        "(default 100)");
+  submit->add_flag("--yes", so.yes, "submit a --csv/--template batch past the confirmation gate (--confirm-over, "
+                                    "expected cost above --max-usd); otherwise exit 4");
 
   ListOptions lo;
   auto* ls = app.add_subcommand("ls", "list jobs");
@@ -60,10 +72,20 @@ int main(int argc, char** argv)
   wait->add_option("ID", wait_ids, "job ids (or key:KEY)");
   wait->add_option("--batch", wait_batch, "every job of this batch");
 
-  auto* cancel = app.add_subcommand("cancel", "cancel a job that has not ended");
-  cancel->add_option("ID", id, "job id, or key:KEY")->required();
-  auto* retry = app.add_subcommand("retry", "re-queue a failed or canceled job");
-  retry->add_option("ID", id, "job id, or key:KEY")->required();
+  BulkOptions bo;
+  bool bulk_failed = false;
+  bool bulk_canceled = false;
+  auto* cancel = app.add_subcommand("cancel", "cancel a job that has not ended, or every such job of a batch");
+  cancel->add_option("ID", id, "job id, or key:KEY");
+  auto* retry = app.add_subcommand("retry", "re-queue a failed or canceled job, or such jobs of a batch");
+  retry->add_option("ID", id, "job id, or key:KEY");
+  for (auto* sub : {cancel, retry}) {
+    sub->add_option("--batch", bo.batch, "every matching job of this batch (instead of ID)");
+    sub->add_option("--label", bo.labels, "with --batch: only jobs with this label, NAME=VALUE (repeatable)")->take_all();
+    sub->add_flag("--dry-run", bo.dry_run, "with --batch: only count and list the jobs it would act on");
+  }
+  retry->add_flag("--failed", bulk_failed, "with --batch: only failed jobs");
+  retry->add_flag("--canceled", bulk_canceled, "with --batch: only canceled jobs");
 
   std::optional<long long> since;
   auto* watch = app.add_subcommand("watch", "follow state changes as they happen");
@@ -110,11 +132,23 @@ int main(int argc, char** argv)
     if (*wait) {
       return cmd_wait(s, wait_ids, wait_batch);
     }
+    if ((*cancel || *retry) && id.empty() == bo.batch.empty()) {
+      throw CliExit(k_exit_usage, fmt::format("{}: give a job ID or --batch ID (not both)", *cancel ? "cancel" : "retry"));
+    }
+    if ((*cancel || *retry) && bo.batch.empty() && (bo.dry_run || !bo.labels.empty() || bulk_failed || bulk_canceled)) {
+      throw CliExit(k_exit_usage, "--label, --dry-run, --failed and --canceled go with --batch");
+    }
+    if (bulk_failed) {
+      bo.states.emplace_back("failed");
+    }
+    if (bulk_canceled) {
+      bo.states.emplace_back("canceled");
+    }
     if (*cancel) {
-      return cmd_cancel(s, id);
+      return bo.batch.empty() ? cmd_cancel(s, id) : cmd_bulk(s, "cancel", bo);
     }
     if (*retry) {
-      return cmd_retry(s, id);
+      return bo.batch.empty() ? cmd_retry(s, id) : cmd_bulk(s, "retry", bo);
     }
     if (*watch) {
       return cmd_watch(s, since);

@@ -123,7 +123,20 @@ int cmd_submit(Session& s, const SubmitOptions& o)
     defaults["labels"] = labels;
   }
 
-  if (!o.file.empty()) {
+  const bool table = !o.csv.empty() || !o.template_file.empty() || !o.vars.empty();
+  if (table && (!o.file.empty() || request_flags_given(o))) {
+    throw CliExit(k_exit_usage, "submit --csv/--template take the jobs from the CSV: not with -f, request flags, "
+                                "--key or --output (put them in the columns or the template)");
+  }
+  if (o.max_usd && !table) {
+    throw CliExit(k_exit_usage, "submit --max-usd goes with --csv or --template (a -f file can say "
+                                "{\"jobs\": [...], \"max_usd\": N} through the socket API instead)");
+  }
+  if (table) {
+    auto built = build_csv_batch(s, o, defaults);
+    body = std::move(built.body);
+    index_to_line = std::move(built.index_to_line);
+  } else if (!o.file.empty()) {
     if (request_flags_given(o)) {
       throw CliExit(k_exit_usage,
                     "submit -f takes the jobs from the file: request flags, --key and --output go in its lines");
@@ -179,7 +192,20 @@ int cmd_submit(Session& s, const SubmitOptions& o)
     body = json::serialize(spec);
   }
 
-  auto res = s.call_ok("POST", "/v1/jobs", body, content_type, o.file.empty() ? nullptr : &index_to_line);
+  const auto* lines = index_to_line.empty() ? nullptr : &index_to_line;
+  if (o.dry_run) {
+    auto answer = dry_run(s, body, content_type, lines);
+    if (s.json()) {
+      std::cout << json::serialize(answer) << '\n';
+    } else {
+      print_dry_run(answer);
+    }
+    return k_exit_ok;
+  }
+  if (table && !o.yes) {
+    confirm_gate(dry_run(s, body, content_type, lines), o);
+  }
+  auto res = s.call_ok("POST", "/v1/jobs", body, content_type, lines);
   const auto& obj = res.as_object();
   std::string batch(obj.at("batch").as_string());
   const auto& jobs = obj.at("jobs").as_array();

@@ -1,4 +1,5 @@
 #include "common/job_spec.hpp"
+#include "common/placeholders.hpp"
 
 #include "common/job.hpp"
 
@@ -99,7 +100,8 @@ void check_output(const json::value& v, JobSpec& out, std::vector<SpecError>& er
     return;
   }
   std::string_view path = v.get_string();
-  if (auto why = check_output_path(path); !why.empty()) {
+  // With braces it is a template, resolved when the job is stored (JobStore::insert_batch).
+  if (auto why = has_braces(path) ? check_output_template(path) : check_output_path(path); !why.empty()) {
     errors.push_back({0, "output", why});
   } else {
     out.output = std::string(path);

@@ -9,10 +9,12 @@
 
 #include "common/log.hpp"
 
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 
 #include <charconv>
+#include <map>
 #include <set>
 
 namespace klingd::api {
@@ -89,10 +91,78 @@ Response spec_errors_response(const std::vector<common::SpecError>& errors)
   return error_response(ApiError::invalid_spec, std::move(message), std::move(details));
 }
 
+// The answer of a dry run (docs/contract.md §4.1 "POST /v1/jobs?dry_run=1"): what a real submit
+// would create and what the budgets would expect it to cost, the engine's own estimate.
+json::object dry_run_summary(ApiContext& ctx, const std::vector<store::NewJob>& jobs, const store::BatchInsert& batch,
+                             std::optional<double> max_usd)
+{
+  std::map<std::string, std::optional<double>> memo; // the estimate depends on model and duration only
+  json::object by_model;
+  double total = 0;
+  std::size_t duplicates = 0;
+  std::size_t unpriced = 0;
+  for (std::size_t i = 0; i < jobs.size() && i < batch.jobs.size(); ++i) {
+    if (batch.jobs[i].duplicate) {
+      ++duplicates;
+      continue;
+    }
+    const auto& j = jobs[i];
+    json::object key{{"model", j.model}};
+    boost::system::error_code ec;
+    if (auto r = json::parse(j.request, ec); !ec && r.is_object()) {
+      if (const auto* d = r.as_object().if_contains("duration")) {
+        key["duration"] = *d;
+      }
+    }
+    auto text = json::serialize(key);
+    auto it = memo.find(text);
+    if (it == memo.end()) {
+      it = memo.emplace(text, ctx.engine.expected_cost(j.model, text)).first;
+    }
+    auto& row = by_model[j.model];
+    if (!row.is_object()) {
+      row = json::object{{"jobs", 0}, {"expected_usd", 0.0}, {"unpriced", 0}};
+    }
+    auto& o = row.as_object();
+    o["jobs"] = o["jobs"].to_number<std::int64_t>() + 1;
+    if (it->second) {
+      o["expected_usd"] = o["expected_usd"].to_number<double>() + *it->second;
+      total += *it->second;
+    } else {
+      o["unpriced"] = o["unpriced"].to_number<std::int64_t>() + 1;
+      ++unpriced;
+    }
+  }
+  json::object res;
+  res["dry_run"] = true;
+  res["jobs"] = jobs.size();
+  res["new"] = jobs.size() - duplicates;
+  res["duplicates"] = duplicates;
+  res["by_model"] = std::move(by_model);
+  res["expected_usd"] = total;
+  res["unpriced"] = unpriced;
+  res["max_usd"] = max_usd ? json::value(*max_usd) : json::value(nullptr);
+  res["over_budget"] = max_usd && total > *max_usd;
+  return res;
+}
+
 } // namespace
 
 asio::awaitable<Response> handle_submit(ApiContext ctx, Request req, PathParams)
 {
+  bool dry_run = false;
+  for (const auto& [name, value] : req.query) {
+    if (name != "dry_run") {
+      co_return error_response(ApiError::bad_request,
+                               fmt::format("unknown query parameter \"{}\" (known: dry_run)", name));
+    }
+    auto flag = query_flag(value);
+    if (!flag) {
+      co_return error_response(ApiError::bad_request,
+                               fmt::format("dry_run: must be 1, true, 0 or false (got \"{}\")", value));
+    }
+    dry_run = *flag;
+  }
   std::vector<store::NewJob> jobs;
   std::optional<double> max_usd;
   if (req.submit_stream) {
@@ -123,7 +193,12 @@ asio::awaitable<Response> handle_submit(ApiContext ctx, Request req, PathParams)
   }
 
   std::optional<Result<store::BatchInsert, std::vector<store::IndexError>>> inserted;
-  co_await ctx.committer.run([&](store::JobStore& s) { inserted.emplace(s.insert_batch(jobs, max_usd)); });
+  co_await ctx.committer.run([&](store::JobStore& s) { inserted.emplace(s.insert_batch(jobs, max_usd, dry_run)); });
+  if (dry_run && *inserted) {
+    auto res = dry_run_summary(ctx, jobs, inserted->value(), max_usd);
+    log::info("api.submit_dry_run", {{"jobs", jobs.size()}, {"uid", req.peer.uid}});
+    co_return json_response(200, res);
+  }
   std::vector<store::NewJob>().swap(jobs); // stored: the answer below can reuse the memory
   if (!*inserted) {
     json::array details;

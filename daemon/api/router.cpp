@@ -28,6 +28,8 @@ const std::array k_routes{
   Route{"POST", "/v1/jobs/{id}/cancel", handle_cancel},
   Route{"POST", "/v1/jobs/{id}/retry", handle_retry},
   Route{"GET", "/v1/batches/{id}", handle_batch},
+  Route{"POST", "/v1/batches/{id}/retry", handle_batch_retry},
+  Route{"POST", "/v1/batches/{id}/cancel", handle_batch_cancel},
   Route{"GET", "/v1/events", handle_events},
   Route{"GET", "/v1/status", handle_status},
   Route{"POST", "/v1/pause", handle_pause},

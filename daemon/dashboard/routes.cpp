@@ -71,7 +71,7 @@ bool allowed_api(const Request& req)
     return false;
   }
   if (req.method == "POST") {
-    return s.size() == 4 && s[1] == "jobs" && (s[3] == "cancel" || s[3] == "retry");
+    return s.size() == 4 && (s[1] == "jobs" || s[1] == "batches") && (s[3] == "cancel" || s[3] == "retry");
   }
   return false;
 }

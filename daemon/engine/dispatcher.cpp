@@ -125,22 +125,28 @@ std::size_t Dispatcher::round(Clock::time_point now)
   return started;
 }
 
-// The median recorded cost of recent jobs of the same model and duration, else the catalog's
-// price for the request; nullopt when neither is known.
 std::optional<double> Dispatcher::expected_cost(const Job& job)
 {
+  return expected_cost(m_core.store, m_core.catalog, job.model, job.request);
+}
+
+// The median recorded cost of recent jobs of the same model and duration, else the catalog's
+// price for the request; nullopt when neither is known.
+std::optional<double> Dispatcher::expected_cost(store::JobStore& store, const common::Catalog& catalog,
+                                                const std::string& model, const std::string& request_json)
+{
   boost::system::error_code ec;
-  auto request = boost::json::parse(job.request, ec);
+  auto request = boost::json::parse(request_json, ec);
   if (ec || !request.is_object()) {
     return std::nullopt;
   }
   const auto* d = request.as_object().if_contains("duration");
-  auto costs = m_core.store.recent_costs(job.model, d ? boost::json::serialize(*d) : std::string(), 21);
+  auto costs = store.recent_costs(model, d ? boost::json::serialize(*d) : std::string(), 21);
   if (costs.size() >= 3) {
     std::nth_element(costs.begin(), costs.begin() + static_cast<std::ptrdiff_t>(costs.size() / 2), costs.end());
     return costs[costs.size() / 2];
   }
-  return m_core.catalog.estimate_usd(request.as_object());
+  return catalog.estimate_usd(request.as_object());
 }
 
 Clock::duration Dispatcher::next_backoff_wait(Clock::time_point now) const

@@ -24,6 +24,10 @@ public:
   std::optional<std::string> budget_block() const { return m_budget_block; }
   std::vector<std::string> blocked_batches() const { return {m_blocked_batches.begin(), m_blocked_batches.end()}; }
 
+  // The expected cost of one create, as the budgets count it (also the submit dry run's figure).
+  static std::optional<double> expected_cost(store::JobStore& store, const common::Catalog& catalog,
+                                             const std::string& model, const std::string& request_json);
+
 private:
   std::size_t round(Clock::time_point now);
   std::optional<double> expected_cost(const store::Job& job);

@@ -112,6 +112,11 @@ public:
     m_core.dispatch_wake.notify();
   }
 
+  std::optional<double> expected_cost(const std::string& model, const std::string& request_json) const
+  {
+    return Dispatcher::expected_cost(m_core.store, m_core.catalog, model, request_json);
+  }
+
   EngineStatus status() const
   {
     EngineStatus s;
@@ -304,6 +309,10 @@ asio::awaitable<Result<store::Job>> Engine::retry(std::string id) { return m_imp
 void Engine::pause(std::string reason) { m_impl->pause(std::move(reason), false); }
 void Engine::resume() { m_impl->resume(); }
 EngineStatus Engine::status() const { return m_impl->status(); }
+std::optional<double> Engine::expected_cost(const std::string& model, const std::string& request_json) const
+{
+  return m_impl->expected_cost(model, request_json);
+}
 void Engine::reconfigure(const common::Config& config) { m_impl->reconfigure(config); }
 asio::awaitable<void> Engine::shutdown(std::chrono::milliseconds grace) { return m_impl->shutdown(grace); }
 

@@ -76,6 +76,10 @@ public:
   // settlement instead of sending another. Errors: "not_found", "conflict".
   boost::asio::awaitable<Result<store::Job>> retry(std::string id);
 
+  // The expected cost of a create of `request_json` (normalised request text) for `model`: the
+  // figure the budgets use (docs/contract.md §3.6); nullopt when nothing is known.
+  std::optional<double> expected_cost(const std::string& model, const std::string& request_json) const;
+
   // Stops / restarts dispatch of new create calls. Polls and downloads go on.
   void pause(std::string reason);
   void resume();

@@ -1,5 +1,6 @@
 #include "daemon/store/job_store.hpp"
 
+#include "common/placeholders.hpp"
 #include "common/time.hpp"
 
 #include <boost/json.hpp>
@@ -100,7 +101,7 @@ Job JobStore::read_job(Query& st)
 }
 
 Result<BatchInsert, std::vector<IndexError>> JobStore::insert_batch(const std::vector<NewJob>& jobs,
-                                                                    std::optional<double> max_usd)
+                                                                    std::optional<double> max_usd, bool dry_run)
 {
   std::vector<IndexError> errors;
   BatchInsert out;
@@ -115,7 +116,7 @@ Result<BatchInsert, std::vector<IndexError>> JobStore::insert_batch(const std::v
     if (j.key && !keys_seen.insert(*j.key).second) {
       errors.push_back({i, "key", fmt::format("key \"{}\" appears more than once in this batch", *j.key)});
     }
-    if (j.output && !outputs_seen.insert(*j.output).second) {
+    if (j.output && !common::has_braces(*j.output) && !outputs_seen.insert(*j.output).second) {
       errors.push_back({i, "output", fmt::format("output \"{}\" appears more than once in this batch", *j.output)});
     }
   }
@@ -124,6 +125,8 @@ Result<BatchInsert, std::vector<IndexError>> JobStore::insert_batch(const std::v
   }
 
   std::map<std::string, std::string> tombstone_batches; // pruned job id -> its batch
+  std::map<std::string, std::size_t> resolved_outputs;  // output name -> index of the job holding it
+  const std::string date = now.substr(0, 10);
   Savepoint sp(m_db, "insert_batch");
   const std::size_t pending_before = m_pending.size();
   std::size_t inserted = 0;
@@ -147,6 +150,20 @@ Result<BatchInsert, std::vector<IndexError>> JobStore::insert_batch(const std::v
     j.model = nj.model;
     j.request = nj.request;
     j.output = nj.output ? *nj.output : j.id + ".mp4";
+    if (nj.output && common::has_braces(*nj.output)) {
+      auto name = common::resolve_output_template(
+        *nj.output, {out.batch, j.id, nj.model, date, i, &nj.key, &nj.labels});
+      if (!name) {
+        errors.push_back({i, "output", fmt::format("\"{}\": {}", *nj.output, name.error().message)});
+        continue;
+      }
+      j.output = std::move(name).value();
+    }
+    if (auto [at, fresh] = resolved_outputs.emplace(j.output, i); !fresh) {
+      errors.push_back({i, "output", fmt::format("output \"{}\" is also the output of jobs[{}] in this batch", j.output,
+                                                 at->second)});
+      continue;
+    }
     j.priority = nj.priority;
     j.timeout_s = nj.timeout_s;
     boost::json::object labels;
@@ -181,9 +198,12 @@ Result<BatchInsert, std::vector<IndexError>> JobStore::insert_batch(const std::v
     out.jobs.push_back({j.id, j.key, JobState::queued, false});
     ++inserted;
   }
-  if (!errors.empty()) {
+  if (!errors.empty() || dry_run) {
     m_pending.resize(pending_before);
-    return errors; // the savepoint rolls back
+    if (!errors.empty()) {
+      return errors; // the savepoint rolls back
+    }
+    return out; // dry run: the same answer, and the savepoint rolls back
   }
   if (inserted > 0) {
     auto c = m_db.prepare("UPDATE batches SET job_count = job_count + ? WHERE id = ?");

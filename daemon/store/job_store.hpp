@@ -229,9 +229,12 @@ public:
   // Inserts a batch all-or-nothing (a savepoint inside the caller's transaction).
   // A job whose key exists already is not inserted: it is returned with
   // duplicate=true. Errors: keys or outputs repeated inside the batch, an
-  // output already claimed by another job. `max_usd` is the batch's budget.
+  // output already claimed by another job. `max_usd` is the batch's budget. An output with
+  // braces is a template (common/placeholders.hpp), resolved here before the row is written.
+  // `dry_run`: every check and the same answer, then the savepoint is rolled back (nothing stored).
   Result<BatchInsert, std::vector<IndexError>> insert_batch(const std::vector<NewJob>& jobs,
-                                                            std::optional<double> max_usd = std::nullopt);
+                                                            std::optional<double> max_usd = std::nullopt,
+                                                            bool dry_run = false);
 
   std::optional<Job> get(std::string_view id);
   std::optional<Job> get_by_key(std::string_view key);

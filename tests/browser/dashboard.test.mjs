@@ -191,6 +191,29 @@ try {
   await page.locator(`#jobs tr[data-id="${batch.ids[0]}"]`).click();
   await page.locator('#detail video#player').waitFor();
 
+  step('bulk retry in the batch view: the count first (nothing changes), then the action on confirm');
+  await fakeConfig({ failure_rate: 1 });
+  const bulk = submit(['bulk one fails', 'bulk two fails'], 'browser-bulk');
+  for (const id of bulk.ids) await rowIn(page, id, 'failed').waitFor({ timeout: 60000 });
+  await fakeConfig({ failure_rate: 0 });
+  await page.locator(`#batches .batch[data-batch="${bulk.batch}"]`).click();
+  await page.locator('#batch-actions #bulk-retry').click();
+  await page.waitForFunction((b) => {
+    const q = document.querySelector('#bulk-question');
+    return q && q.textContent === `Retry 2 failed jobs of batch ${b}?`;
+  }, bulk.batch, { timeout: 10000 });
+  const states = () => JSON.parse(ctl(['ls', '--batch', bulk.batch])).jobs.map((j) => j.state);
+  assert.deepEqual(states(), ['failed', 'failed'], 'asking for the count changed the jobs');
+  await page.locator('#batch-actions').screenshot({ path: path.join(outDir, 'dashboard-bulk.png') });
+  await page.locator('#bulk-confirm').click();
+  for (const id of bulk.ids) await rowIn(page, id, 'completed').waitFor({ timeout: 60000 });
+  assert.deepEqual(states(), ['completed', 'completed']);
+  await page.locator('#batch-actions #bulk-retry').waitFor();
+  assert.equal(navigations, 0, 'the page reloaded');
+  await page.click('#f-clear');
+  await page.locator(`#jobs tr[data-id="${batch.ids[0]}"]`).click();
+  await page.locator('#detail video#player').waitFor();
+
   const shot = path.join(outDir, 'dashboard.png');
   await page.screenshot({ path: shot, fullPage: true });
   step(`screenshot: ${shot}`);

@@ -1,7 +1,7 @@
 """Dashboard in a real browser (issue 11): runs klingd + fake-aimlapi, then
 tests/browser/dashboard.test.mjs drives Debian's headless chromium through playwright-core
 (token/401, a klingctl batch going live to completed, a video that plays, retry of a failed
-job, a screenshot in $KLINGD_TEST_OUT). `npm ci` fills tests/browser/node_modules when it
+job, bulk retry of a batch after its dry-run count, a screenshot in $KLINGD_TEST_OUT). `npm ci` fills tests/browser/node_modules when it
 is missing; no browser is downloaded (/usr/bin/chromium, scripts/install-deps.sh --test)."""
 
 import os

@@ -321,3 +321,48 @@ TEST_CASE("store: concurrent writers share one commit (group commit)")
   REQUIRE(st.step());
   CHECK(st.int64(0) == 49);
 }
+
+TEST_CASE("store: output templates resolve before the row is written; a dry run writes nothing")
+{
+  Fixture f;
+  auto labeled = [](std::string key, std::string output, std::string team) {
+    auto j = new_job(std::move(key), std::move(output));
+    j.labels = {{"team", std::move(team)}};
+    return j;
+  };
+  auto count = [&f] {
+    auto st = f.db.prepare("SELECT (SELECT count(*) FROM jobs) + (SELECT count(*) FROM job_events) + (SELECT count(*) FROM batches)");
+    REQUIRE(st.step());
+    return st.int64(0);
+  };
+  // A dry run answers as the insert would, then rolls back: no jobs, events or batches.
+  auto dry = f.write([&](JobStore& s) { return s.insert_batch({labeled("a", "{label.team}/{key}-{index}.mp4", "red")}, std::nullopt, true); });
+  REQUIRE(dry.ok());
+  CHECK_FALSE(dry->jobs[0].duplicate);
+  CHECK(count() == 0);
+  CHECK_FALSE(f.store.get(dry->jobs[0].id));
+
+  auto r = f.write([&](JobStore& s) {
+    return s.insert_batch({labeled("a", "{label.team}/{key}-{index}.mp4", "red"), labeled("b", "{batch}/{id}.mp4", "x")});
+  });
+  REQUIRE(r.ok());
+  CHECK(f.store.get(r->jobs[0].id)->output == "red/a-0.mp4");
+  CHECK(f.store.get(r->jobs[1].id)->output == r->batch + "/" + r->jobs[1].id + ".mp4");
+  const auto stored = count();
+  // A dry run still sees duplicates and collisions with stored jobs.
+  auto again = f.write([&](JobStore& s) { return s.insert_batch({labeled("a", "x.mp4", "red")}, std::nullopt, true); });
+  REQUIRE(again.ok());
+  CHECK(again->jobs[0].duplicate);
+  auto taken = f.write([&](JobStore& s) { return s.insert_batch({labeled("c", "{label.team}/a-0.mp4", "red")}, std::nullopt, true); });
+  REQUIRE_FALSE(taken.ok());
+  CHECK(taken.error()[0].message == "output \"red/a-0.mp4\" is already claimed by job " + r->jobs[0].id);
+  // Two jobs of one batch resolving to one name; a hostile label.
+  auto same = f.write([&](JobStore& s) { return s.insert_batch({labeled("d", "{label.team}.mp4", "z"), labeled("e", "z.mp4", "q")}); });
+  REQUIRE_FALSE(same.ok());
+  CHECK(same.error()[0].index == 1);
+  CHECK(same.error()[0].message == "output \"z.mp4\" is also the output of jobs[0] in this batch");
+  auto evil = f.write([&](JobStore& s) { return s.insert_batch({labeled("f", "{label.team}/x.mp4", "../..")}); });
+  REQUIRE_FALSE(evil.ok());
+  CHECK(evil.error()[0].message.find("which must not contain '.' or '..' segments") != std::string::npos);
+  CHECK(count() == stored);
+}

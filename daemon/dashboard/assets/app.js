@@ -122,6 +122,7 @@ const view = {
   next: null,
   rows: new Map(),   // job id → { tr, job }
   selected: null,
+  bulk: null,        // a bulk action asked about: { batch, verb, label, count }
   detail: null,      // the job shown in the detail panel
   lastSeq: 0,
 };
@@ -196,6 +197,66 @@ async function loadBatches() {
     }, el('code', { text: b.batch }), bar,
     el('span', { class: 'num', text: `${done}/${b.total}${c.failed ? ` · ${c.failed} failed` : ''}` }));
   }));
+  renderBatchActions();
+}
+
+// Bulk actions on the batch in the filter (POST /v1/batches/{id}/retry|cancel, with the table's
+// label filter): the first click asks the daemon with dry_run=1 how many jobs it would touch,
+// and only the second click acts. view.bulk holds the question until it is answered.
+const BULK = {
+  retry: { label: 'Retry failed…', query: 'state=failed', what: 'failed', done: 'Retried' },
+  cancel: { label: 'Cancel unfinished…', query: '', what: 'unfinished', done: 'Canceled' },
+};
+function bulkPath(batch, verb, dryRun) {
+  const q = new URLSearchParams(BULK[verb].query);
+  if (view.filter.label) q.append('label', view.filter.label);
+  if (dryRun) q.set('dry_run', '1');
+  return `/v1/batches/${encodeURIComponent(batch)}/${verb}?${q}`;
+}
+function renderBatchActions() {
+  const box = $('#batch-actions');
+  const batch = view.filter.batch;
+  box.hidden = !batch;
+  if (!batch) { view.bulk = null; box.replaceChildren(); return; }
+  const scope = view.filter.label ? ` with label ${view.filter.label}` : '';
+  const b = view.bulk && view.bulk.batch === batch && view.bulk.label === view.filter.label ? view.bulk : null;
+  if (!b) {
+    box.replaceChildren(el('span', {}, 'Batch ', el('code', { text: batch }), scope, ':'),
+      el('button', { type: 'button', id: 'bulk-retry', class: 'secondary', onclick: () => askBulk(batch, 'retry') }, BULK.retry.label),
+      el('button', { type: 'button', id: 'bulk-cancel', class: 'danger', onclick: () => askBulk(batch, 'cancel') }, BULK.cancel.label));
+    return;
+  }
+  const back = el('button', { type: 'button', id: 'bulk-back', class: 'secondary', onclick: () => { view.bulk = null; renderBatchActions(); } }, 'Back');
+  if (!b.count) {
+    box.replaceChildren(el('span', { id: 'bulk-question', text: `No ${BULK[b.verb].what} jobs in batch ${batch}${scope}.` }), back);
+    return;
+  }
+  box.replaceChildren(
+    el('span', { id: 'bulk-question', text: `${b.verb === 'retry' ? 'Retry' : 'Cancel'} ${b.count} ${BULK[b.verb].what} job${b.count === 1 ? '' : 's'} of batch ${batch}${scope}?` }),
+    el('button', { type: 'button', id: 'bulk-confirm', class: b.verb === 'cancel' ? 'danger' : '', onclick: () => doBulk(b) }, `Yes, ${b.verb} ${b.count}`),
+    back);
+}
+async function askBulk(batch, verb) {
+  try {
+    const r = await api(bulkPath(batch, verb, true), { method: 'POST' });
+    view.bulk = { batch, verb, label: view.filter.label, count: r.matched };
+  } catch (e) {
+    toast(`${verb} failed: ${e.message}`, true);
+  }
+  renderBatchActions();
+}
+async function doBulk(b) {
+  view.bulk = null;
+  try {
+    const r = await api(bulkPath(b.batch, b.verb, false), { method: 'POST' });
+    toast(`${BULK[b.verb].done} ${r.done} of ${r.matched} job(s)${r.refused.length ? `; ${r.refused.length} refused: ${r.refused[0].message}` : ''}`, r.refused.length > 0);
+  } catch (e) {
+    toast(`${b.verb} failed: ${e.message}`, true);
+  }
+  renderBatchActions();
+  soon('batches', loadBatches, 0);
+  soon('status', loadStatus, 0);
+  loadJobs().catch(() => {});
 }
 
 // ---- spend ---------------------------------------------------------------------------------
@@ -319,6 +380,7 @@ function setFilter(change) {
   $('#f-label').value = view.filter.label;
   view.cursors = [null];
   view.page = 0;
+  renderBatchActions();
   loadJobs().catch(() => {});
   soon('status', loadStatus, 0);
   soon('batches', loadBatches, 0);
