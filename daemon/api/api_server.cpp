@@ -12,8 +12,8 @@
 #include "daemon/api/submit_stream.hpp"
 #include "daemon/dashboard/access.hpp"
 #include "daemon/dashboard/routes.hpp"
-#include "daemon/metrics.hpp"
-#include "daemon/notifier.hpp"
+#include "daemon/metrics/metrics.hpp"
+#include "daemon/notifier/notifier.hpp"
 #include "daemon/store/job_store.hpp"
 #include "daemon/store/sqlite.hpp"
 

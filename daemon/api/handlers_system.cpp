@@ -7,7 +7,7 @@
 #include "daemon/api/handlers.hpp"
 #include "daemon/api/json_codec.hpp"
 #include "daemon/engine/engine.hpp"
-#include "daemon/metrics.hpp"
+#include "daemon/metrics/metrics.hpp"
 #include "daemon/store/maintenance.hpp"
 
 #include <boost/json/parse.hpp>

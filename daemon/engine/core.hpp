@@ -12,7 +12,7 @@
 #include "daemon/engine/async_semaphore.hpp"
 #include "daemon/engine/ports.hpp"
 #include "daemon/engine/schedule.hpp"
-#include "daemon/notifier.hpp"
+#include "daemon/notifier/notifier.hpp"
 #include "daemon/store/job_store.hpp"
 
 #include <boost/asio/any_io_executor.hpp>

@@ -2,7 +2,7 @@
 
 #include "common/catalog.hpp"
 #include "common/log.hpp"
-#include "daemon/metrics.hpp"
+#include "daemon/metrics/metrics.hpp"
 #include "daemon/store/group_commit.hpp"
 
 #include <boost/json.hpp>
