@@ -4,7 +4,6 @@
 #include "daemon/api/error.hpp"
 #include "daemon/dashboard/access.hpp"
 #include "daemon/store/job_store.hpp"
-#include "daemon/store/sqlite.hpp"
 
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/object.hpp>
@@ -246,37 +245,24 @@ asio::awaitable<Response> handle_info(api::ApiContext ctx, Request, api::PathPar
 
 asio::awaitable<Response> handle_batches(api::ApiContext ctx, Request, api::PathParams)
 {
-  // Read-only; uses the jobs_batch index, one group per (batch, state).
-  auto st = ctx.store.db().prepare(
-    "SELECT b.id, b.created_at, j.state, count(j.id) FROM "
-    "(SELECT id, created_at FROM batches ORDER BY created_at DESC, id DESC LIMIT 20) b "
-    "LEFT JOIN jobs j ON j.batch = b.id GROUP BY b.id, j.state ORDER BY b.created_at DESC, b.id DESC");
   json::array batches;
-  json::object* cur = nullptr;
-  std::string cur_id;
-  while (st.step()) {
-    auto id = st.text(0);
-    if (!cur || id != cur_id) {
-      json::object b;
-      b["batch"] = id;
-      b["created_at"] = st.text(1);
-      json::object counts;
-      for (auto name : {"queued", "submitting", "generating", "downloading", "completed", "failed", "canceled"}) {
-        counts[name] = 0;
-      }
-      b["counts"] = std::move(counts);
-      b["total"] = 0;
-      batches.push_back(std::move(b));
-      cur = &batches.back().as_object();
-      cur_id = id;
+  for (const auto& summary : ctx.store.recent_batches(20)) {
+    json::object b;
+    b["batch"] = summary.id;
+    b["created_at"] = summary.created_at;
+    json::object counts;
+    for (auto name : {"queued", "submitting", "generating", "downloading", "completed", "failed", "canceled"}) {
+      counts[name] = 0;
     }
-    if (!st.is_null(2)) {
-      const auto n = st.int64(3);
-      (*cur)["counts"].as_object()[st.text(2)] = n;
-      (*cur)["total"] = (*cur)["total"].as_int64() + n;
+    std::int64_t total = 0;
+    for (const auto& [state, n] : summary.counts) {
+      counts[common::to_string(state)] = n;
+      total += n;
     }
+    b["counts"] = std::move(counts);
+    b["total"] = total;
+    batches.push_back(std::move(b));
   }
-  st.reset();
   json::object o;
   o["batches"] = std::move(batches);
   co_return api::json_response(200, o);

@@ -683,6 +683,32 @@ bool JobStore::batch_exists(std::string_view batch)
   return st.step();
 }
 
+std::vector<BatchSummary> JobStore::recent_batches(std::size_t limit)
+{
+  // Uses the jobs_batch index, one group per (batch, state).
+  auto st = m_db.prepare(
+    "SELECT b.id, b.created_at, j.state, count(j.id) FROM "
+    "(SELECT id, created_at FROM batches ORDER BY created_at DESC, id DESC LIMIT ?) b "
+    "LEFT JOIN jobs j ON j.batch = b.id GROUP BY b.id, j.state ORDER BY b.created_at DESC, b.id DESC");
+  st.bind(1, static_cast<std::int64_t>(limit));
+  std::vector<BatchSummary> out;
+  while (st.step()) {
+    auto id = st.text(0);
+    if (out.empty() || out.back().id != id) {
+      out.push_back(BatchSummary{id, st.text(1), {}});
+    }
+    if (!st.is_null(2)) {
+      out.back().counts.emplace_back(state_from_text(st.text(2)), st.int64(3));
+    }
+  }
+  return out;
+}
+
+Db::FileSizes JobStore::file_sizes() const
+{
+  return m_db.file_sizes();
+}
+
 std::vector<Event> JobStore::history(std::string_view job_id)
 {
   auto st = m_db.prepare(
