@@ -158,7 +158,7 @@ Result<BatchInsert, std::vector<IndexError>> JobStore::insert_batch(const std::v
     auto owner = m_db.prepare("SELECT id FROM jobs WHERE output = ?");
     owner.bind(1, j.output);
     if (owner.step()) {
-      errors.push_back({i, "output", fmt::format("output \"{}\" is already claimed by job {}", j.output, owner.text(0))});
+      errors.push_back({i, "output", fmt::format("output \"{}\" is already claimed by job {}", j.output, owner.text(0)), true});
       continue;
     }
     if (inserted == 0) {

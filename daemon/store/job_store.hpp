@@ -92,6 +92,7 @@ struct IndexError
   std::size_t index;
   std::string field;
   std::string message;
+  bool claimed = false; // the output is another job's already (409 conflict, not invalid_spec)
 };
 
 struct ListFilter
