@@ -12,6 +12,7 @@ constexpr std::array<std::string_view, 7> k_state_names = {
   "queued", "submitting", "generating", "downloading", "completed", "failed", "canceled"};
 constexpr std::array<std::string_view, 7> k_error_names = {
   "invalid_request", "provider_failed", "timeout", "ambiguous_create", "download_failed", "retries_exhausted", "internal"};
+constexpr std::array<std::string_view, 3> k_step_names = {"reconciling", "url_refresh", "retry"};
 constexpr std::array<std::string_view, 12> k_outcome_names = {
   "pending", "accepted", "rejected", "not_sent", "transient", "account", "ambiguous", "reconciled_succeeded",
   "reconciled_accepted", "reconciled_failed", "reconciled_absent", "unresolved"};
@@ -32,6 +33,18 @@ std::optional<AttemptOutcome> parse_attempt_outcome(std::string_view text)
 bool is_unsettled(AttemptOutcome outcome)
 {
   return outcome == AttemptOutcome::pending || outcome == AttemptOutcome::ambiguous;
+}
+
+std::string_view to_string(JobStep step) { return k_step_names[static_cast<int>(step)]; }
+
+std::optional<JobStep> parse_job_step(std::string_view text)
+{
+  for (std::size_t i = 0; i < k_step_names.size(); ++i) {
+    if (k_step_names[i] == text) {
+      return static_cast<JobStep>(i);
+    }
+  }
+  return std::nullopt;
 }
 
 std::string_view to_string(JobState state) { return k_state_names[static_cast<int>(state)]; }

@@ -261,7 +261,7 @@ private:
         return; // settled meanwhile: the caller may try again
       }
       JobUpdate u;
-      u.step = std::optional<std::string>("reconciling");
+      u.step = std::optional<std::string>(common::to_string(common::JobStep::reconciling));
       moved = s.transition(job.id, JobState::canceled, JobState::submitting, u);
     });
     if (!moved) {

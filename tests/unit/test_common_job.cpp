@@ -23,6 +23,13 @@ TEST_CASE("job: state and error names round-trip")
     CHECK(parse_error_code(to_string(e)) == e);
   }
   CHECK(to_string(ErrorCode::ambiguous_create) == "ambiguous_create");
+  for (int i = 0; i <= static_cast<int>(JobStep::retry); ++i) {
+    auto st = static_cast<JobStep>(i);
+    CHECK(parse_job_step(to_string(st)) == st);
+  }
+  CHECK(to_string(JobStep::reconciling) == "reconciling");
+  CHECK(to_string(JobStep::url_refresh) == "url_refresh");
+  CHECK_FALSE(parse_job_step("polling"));
 }
 
 TEST_CASE("job: the transition table")
