@@ -69,7 +69,7 @@ bool is_legal_transition(JobState from, JobState to)
   using S = JobState;
   switch (from) {
   case S::queued:
-    return to == S::submitting || to == S::canceled || to == S::failed;
+    return to == S::submitting || to == S::canceled;
   case S::submitting:
     // back to queued: a create that provably did not reach the provider, or a
     // reconciled attempt that the provider's log shows as failed (not billed).
@@ -77,8 +77,8 @@ bool is_legal_transition(JobState from, JobState to)
   case S::generating:
     return to == S::downloading || to == S::failed || to == S::canceled;
   case S::downloading:
-    // back to generating: the video URL expired and a fresh one is polled for.
-    return to == S::completed || to == S::failed || to == S::canceled || to == S::generating;
+    // An expired video URL is polled for again while the job stays downloading.
+    return to == S::completed || to == S::failed || to == S::canceled;
   case S::completed:
     return false;
   case S::failed:
