@@ -111,16 +111,16 @@ def test_routes():
         assert d.wait_terminal([held])[held]["state"] == "completed"
 
         # Plain curl over the socket, as a user would.
-        if shutil.which("curl"):
-            out = subprocess.run(["curl", "-sS", "--unix-socket", d.socket_path, "http://klingd/v1/status"],
-                                 capture_output=True, text=True, timeout=10, check=True)
-            assert json.loads(out.stdout)["counts"]["completed"] == 7
-            out = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", "--unix-socket", d.socket_path,
-                                  "-H", "Content-Type: application/json",
-                                  "-d", json.dumps(spec("curl", key="from-curl")), "http://klingd/v1/jobs"],
-                                 capture_output=True, text=True, timeout=10, check=True)
-            body, code = out.stdout.rsplit("\n", 1)
-            assert code == "201" and json.loads(body)["jobs"][0]["key"] == "from-curl", out.stdout
+        assert shutil.which("curl"), "curl is missing (scripts/install-deps.sh installs it)"
+        out = subprocess.run(["curl", "-sS", "--unix-socket", d.socket_path, "http://klingd/v1/status"],
+                             capture_output=True, text=True, timeout=10, check=True)
+        assert json.loads(out.stdout)["counts"]["completed"] == 7
+        out = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", "--unix-socket", d.socket_path,
+                              "-H", "Content-Type: application/json",
+                              "-d", json.dumps(spec("curl", key="from-curl")), "http://klingd/v1/jobs"],
+                             capture_output=True, text=True, timeout=10, check=True)
+        body, code = out.stdout.rsplit("\n", 1)
+        assert code == "201" and json.loads(body)["jobs"][0]["key"] == "from-curl", out.stdout
 
 
 def test_error_statuses():
@@ -321,9 +321,7 @@ def test_metrics_promtool():
         for name in (b"klingd_jobs", b"klingd_creates_total", b"klingd_api_request_duration_seconds"):
             assert name in text, name
         promtool = shutil.which("promtool")
-        if not promtool:
-            print("promtool not installed (apt-get install prometheus): skipping the format check")
-            return
+        assert promtool, "promtool is missing (scripts/install-deps.sh --test installs the prometheus package)"
         p = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=30)
         # promtool exits 1 for lint warnings too; only real parse errors matter here.
         assert b"error while linting" not in p.stderr and b"parse" not in p.stderr.lower(), p.stderr
