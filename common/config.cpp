@@ -157,6 +157,37 @@ KeyDef bool_key(std::string_view name, Get ref)
     [=](const Config& c) -> json::value { return ref(const_cast<Config&>(c)); }};
 }
 
+std::function<std::string(const std::string&)> one_of(std::vector<std::string> allowed);
+
+// A string naming one of `values`, by their to_string names.
+template <typename Enum, typename Get>
+KeyDef enum_key(std::string_view name, Get ref, std::vector<Enum> values)
+{
+  std::vector<std::string> names;
+  for (auto e : values) {
+    names.emplace_back(to_string(e));
+  }
+  auto check = one_of(names);
+  return KeyDef{
+    name,
+    [=](const json::value& v, Config& c) -> std::string {
+      if (!v.is_string()) {
+        return fmt::format("must be a string (got {})", json_kind_name(v));
+      }
+      std::string s(v.as_string());
+      if (auto e = check(s); !e.empty()) {
+        return e;
+      }
+      for (auto e : values) {
+        if (to_string(e) == s) {
+          ref(c) = e;
+        }
+      }
+      return {};
+    },
+    [=](const Config& c) -> json::value { return json::string(to_string(ref(const_cast<Config&>(c)))); }};
+}
+
 std::function<std::string(const std::string&)> one_of(std::vector<std::string> allowed)
 {
   return [allowed](const std::string& s) -> std::string {
@@ -289,7 +320,8 @@ const std::vector<KeyDef>& key_defs()
       [](const Config& c) -> json::value { return json::string(fmt::format("{:04o}", c.socket.mode)); }});
     d.push_back(integer_key<std::size_t>("socket.max_connections", [](Config& c) -> auto& { return c.socket.max_connections; }, 8, 1000000));
     d.push_back(integer_key<std::uint64_t>("socket.max_body_bytes", [](Config& c) -> auto& { return c.socket.max_body_bytes; }, 1024, 1LL << 34));
-    d.push_back(string_key("on_ambiguous_create", [](Config& c) -> auto& { return c.on_ambiguous_create; }, one_of({"fail", "retry"})));
+    d.push_back(enum_key("on_ambiguous_create", [](Config& c) -> auto& { return c.on_ambiguous_create; },
+                         std::vector{AmbiguousCreate::fail, AmbiguousCreate::retry}));
     d.push_back(string_key("models_file", [](Config& c) -> auto& { return c.models_file; }));
     d.push_back(bool_key("allow_unknown_models", [](Config& c) -> auto& { return c.allow_unknown_models; }));
     d.push_back(string_key("log.level", [](Config& c) -> auto& { return c.log.level; }, one_of({"debug", "info", "warning", "error"})));
@@ -467,6 +499,11 @@ Result<Ok> load_api_key(Config& c, const Environment& env)
 }
 
 } // namespace
+
+std::string_view to_string(AmbiguousCreate policy)
+{
+  return policy == AmbiguousCreate::retry ? "retry" : "fail";
+}
 
 Environment current_environment()
 {

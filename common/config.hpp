@@ -12,6 +12,14 @@
 
 namespace klingd::common {
 
+// on_ambiguous_create (docs/contract.md §3.2): what an ambiguous create that the request log
+// could not settle within reconcile.window_s becomes.
+enum class AmbiguousCreate {
+  fail,  // the job fails with ambiguous_create; sent again only when the user retries it
+  retry, // sent again (it may be billed twice)
+};
+std::string_view to_string(AmbiguousCreate policy);
+
 // The API key. Formatting or printing it shows "<redacted>"; only the
 // provider client reads value().
 class Secret
@@ -100,7 +108,7 @@ struct Config
     // Connections kept open at once (lowered to fit RLIMIT_NOFILE; docs/security.md).
     std::size_t max_connections = 1024;
   } socket;
-  std::string on_ambiguous_create = "fail";
+  AmbiguousCreate on_ambiguous_create = AmbiguousCreate::fail;
   std::string models_file; // empty: the catalog built into the binary
   bool allow_unknown_models = false;
   struct Log

@@ -12,6 +12,7 @@ constexpr std::array<std::string_view, 7> k_state_names = {
   "queued", "submitting", "generating", "downloading", "completed", "failed", "canceled"};
 constexpr std::array<std::string_view, 7> k_error_names = {
   "invalid_request", "provider_failed", "timeout", "ambiguous_create", "download_failed", "retries_exhausted", "internal"};
+constexpr std::array<std::string_view, 3> k_step_names = {"reconciling", "url_refresh", "retry"};
 constexpr std::array<std::string_view, 12> k_outcome_names = {
   "pending", "accepted", "rejected", "not_sent", "transient", "account", "ambiguous", "reconciled_succeeded",
   "reconciled_accepted", "reconciled_failed", "reconciled_absent", "unresolved"};
@@ -32,6 +33,18 @@ std::optional<AttemptOutcome> parse_attempt_outcome(std::string_view text)
 bool is_unsettled(AttemptOutcome outcome)
 {
   return outcome == AttemptOutcome::pending || outcome == AttemptOutcome::ambiguous;
+}
+
+std::string_view to_string(JobStep step) { return k_step_names[static_cast<int>(step)]; }
+
+std::optional<JobStep> parse_job_step(std::string_view text)
+{
+  for (std::size_t i = 0; i < k_step_names.size(); ++i) {
+    if (k_step_names[i] == text) {
+      return static_cast<JobStep>(i);
+    }
+  }
+  return std::nullopt;
 }
 
 std::string_view to_string(JobState state) { return k_state_names[static_cast<int>(state)]; }
@@ -56,7 +69,7 @@ bool is_legal_transition(JobState from, JobState to)
   using S = JobState;
   switch (from) {
   case S::queued:
-    return to == S::submitting || to == S::canceled || to == S::failed;
+    return to == S::submitting || to == S::canceled;
   case S::submitting:
     // back to queued: a create that provably did not reach the provider, or a
     // reconciled attempt that the provider's log shows as failed (not billed).
@@ -64,8 +77,8 @@ bool is_legal_transition(JobState from, JobState to)
   case S::generating:
     return to == S::downloading || to == S::failed || to == S::canceled;
   case S::downloading:
-    // back to generating: the video URL expired and a fresh one is polled for.
-    return to == S::completed || to == S::failed || to == S::canceled || to == S::generating;
+    // An expired video URL is polled for again while the job stays downloading.
+    return to == S::completed || to == S::failed || to == S::canceled;
   case S::completed:
     return false;
   case S::failed:

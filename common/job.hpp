@@ -19,6 +19,16 @@ bool is_terminal(JobState state);
 // ARCHITECTURE.md). Retry moves terminal failed/canceled jobs back.
 bool is_legal_transition(JobState from, JobState to);
 
+// `step` values (docs/contract.md §2): the job's own (`jobs.step`, only `reconciling`) and its
+// history rows'. Lower-case names are part of the API.
+enum class JobStep {
+  reconciling, // submitting: an ambiguous create is being settled through the request log
+  url_refresh, // downloading: the video URL expired and a fresh one was polled (history only)
+  retry,       // queued: a create not accepted is sent again later (history only)
+};
+std::string_view to_string(JobStep step);
+std::optional<JobStep> parse_job_step(std::string_view text);
+
 // error.code values users see (docs/contract.md §2). Stable names.
 enum class ErrorCode {
   invalid_request,

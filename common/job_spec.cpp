@@ -473,7 +473,7 @@ Result<SubmitBody, std::vector<SpecError>> parse_submit_body(std::string_view bo
   } else {
     auto parsed = parse_json_text(body);
     if (!parsed) {
-      return std::vector<SpecError>{{std::nullopt, "", parsed.error().message}};
+      return std::vector<SpecError>{{std::nullopt, "", parsed.error().message, true}};
     }
     json::value v = std::move(parsed).value();
     const auto* obj = v.if_object();

@@ -54,6 +54,7 @@ struct SpecError
   std::optional<std::size_t> index;
   std::string field;
   std::string message;
+  bool not_json = false; // the whole body is not JSON (invalid_json, not invalid_spec)
 };
 
 // "jobs[3].request.duration: must be one of 5, 10 (got 7)" — for logs and klingctl.

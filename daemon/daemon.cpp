@@ -5,10 +5,12 @@
 #include "common/log.hpp"
 #include "common/version.hpp"
 #include "daemon/api/api_server.hpp"
+#include "daemon/api/router.hpp"
 #include "daemon/dashboard/access.hpp"
+#include "daemon/dashboard/routes.hpp"
 #include "daemon/engine/engine.hpp"
-#include "daemon/metrics.hpp"
-#include "daemon/notifier.hpp"
+#include "daemon/metrics/metrics.hpp"
+#include "daemon/notifier/notifier.hpp"
 #include "daemon/sd_notify.hpp"
 #include "daemon/store/group_commit.hpp"
 #include "daemon/store/job_store.hpp"
@@ -139,16 +141,20 @@ int run_daemon(common::Config config, std::string config_path)
     }
     dashboard_access = std::move(*access);
   }
+  // Each listener's routes: the socket's own plus the dashboard's; the dashboard's TCP
+  // listener routes through its checks to those the page may use.
+  api::Routes socket_routes = api::socket_routes();
+  dashboard::add_socket_routes(socket_routes, dashboard_access ? &*dashboard_access : nullptr);
   api::ApiServer server(io.get_executor(),
                         api::ApiContext{config, *catalog, job_store, committer, engine, events, metrics,
-                                        std::chrono::steady_clock::now(),
-                                        dashboard_access ? &*dashboard_access : nullptr});
+                                        std::chrono::steady_clock::now()},
+                        socket_routes);
   if (auto r = server.listen(config.socket.path, config.socket.mode); !r) {
     log::error("klingd.startup_failed", {{"error", r.error().message}});
     return 1;
   }
   if (dashboard_access) {
-    if (auto r = server.listen_dashboard(); !r) {
+    if (auto r = server.listen_tcp(dashboard::tcp_listener(*dashboard_access, socket_routes)); !r) {
       log::error("klingd.startup_failed", {{"error", r.error().message}});
       return 1;
     }

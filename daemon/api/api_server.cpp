@@ -10,10 +10,8 @@
 #include "daemon/api/json_codec.hpp"
 #include "daemon/api/router.hpp"
 #include "daemon/api/submit_stream.hpp"
-#include "daemon/dashboard/access.hpp"
-#include "daemon/dashboard/routes.hpp"
-#include "daemon/metrics.hpp"
-#include "daemon/notifier.hpp"
+#include "daemon/metrics/metrics.hpp"
+#include "daemon/notifier/notifier.hpp"
 #include "daemon/store/job_store.hpp"
 #include "daemon/store/sqlite.hpp"
 
@@ -250,10 +248,10 @@ ConnectionCaps connection_caps(std::size_t fd_limit, std::size_t socket_max, std
 class ApiServer::Impl : public std::enable_shared_from_this<Impl>
 {
 public:
-  Impl(asio::any_io_executor ex, ApiContext ctx)
-    : m_ex(ex), m_ctx(ctx), m_acceptor(ex),
+  Impl(asio::any_io_executor ex, ApiContext ctx, Routes routes)
+    : m_ex(ex), m_ctx(ctx), m_routes(std::move(routes)), m_acceptor(ex),
       m_caps(connection_caps(nofile_limit(), ctx.config.socket.max_connections,
-                             ctx.dashboard ? ctx.config.dashboard.max_connections : 0,
+                             ctx.config.dashboard.listen.empty() ? 0 : ctx.config.dashboard.max_connections,
                              ctx.config.download.max_concurrent))
   {
   }
@@ -311,6 +309,8 @@ public:
 
   asio::any_io_executor m_ex;
   ApiContext m_ctx;
+  Routes m_routes;     // the socket's
+  TcpListener m_tcp_listener; // set by listen_tcp
   Local::acceptor m_acceptor;
   Tcp::acceptor m_tcp_acceptor{m_ex};
   std::string m_path;
@@ -670,7 +670,7 @@ asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, typen
     bool keep_alive = in.keep_alive() && !head;
     std::string method(in.method_string());
     // The dashboard's first page load carries its token in the query: keep it out of logs.
-    std::string target = dashboard ? dashboard::redact_target(in.target()) : std::string(in.target());
+    std::string target = dashboard ? self->m_tcp_listener.redact_target(in.target()) : std::string(in.target());
     Response res;
     std::string route = "unmatched";
     if (auto req = to_request(std::move(in), peer, dashboard); !req) {
@@ -678,15 +678,15 @@ asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, typen
     } else {
       req->submit_stream = std::move(submit_stream);
       if (dashboard && !conn.authenticated) {
-        conn.authenticated = dashboard::has_credential(*self->m_ctx.dashboard, *req);
+        conn.authenticated = self->m_tcp_listener.has_credential(*req);
       }
       try {
         // Not `?:`: GCC 12 miscompiles co_await inside a conditional expression.
         Routed routed;
         if (dashboard) {
-          routed = co_await dashboard::route(self->m_ctx, std::move(*req));
+          routed = co_await self->m_tcp_listener.route(self->m_ctx, std::move(*req));
         } else {
-          routed = co_await route_request(self->m_ctx, std::move(*req));
+          routed = co_await route_request(self->m_routes, self->m_ctx, std::move(*req));
         }
         res = std::move(routed.response);
         route = std::move(routed.route);
@@ -746,7 +746,10 @@ asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, typen
   stream.socket().close(ignored);
 }
 
-ApiServer::ApiServer(asio::any_io_executor ex, ApiContext ctx) : m_impl(std::make_shared<Impl>(ex, ctx)) {}
+ApiServer::ApiServer(asio::any_io_executor ex, ApiContext ctx, std::vector<Route> routes)
+  : m_impl(std::make_shared<Impl>(ex, ctx, std::move(routes)))
+{
+}
 
 ApiServer::~ApiServer()
 {
@@ -820,12 +823,10 @@ Result<Ok> ApiServer::listen(const std::string& socket_path, unsigned mode)
   return Ok{};
 }
 
-Result<Ok> ApiServer::listen_dashboard()
+Result<Ok> ApiServer::listen_tcp(TcpListener listener)
 {
-  auto* access = m_impl->m_ctx.dashboard;
-  if (!access) {
-    return make_error("dashboard", "dashboard.listen is not set");
-  }
+  m_impl->m_tcp_listener = std::move(listener);
+  const TcpListener* access = &m_impl->m_tcp_listener;
   auto fail = [&](std::string why) {
     return make_error("dashboard", fmt::format("dashboard.listen {}:{}: {}", access->host, access->port, why));
   };
@@ -855,8 +856,7 @@ Result<Ok> ApiServer::listen_dashboard()
       acc.listen(asio::socket_base::max_listen_connections, ec);
     }
     if (!ec) {
-      access->bound_port = acc.local_endpoint().port();
-      log::info("dashboard.listening", {{"address", access->origin()}});
+      log::info("dashboard.listening", {{"address", access->bound(acc.local_endpoint().port())}});
       return Ok{};
     }
     boost::system::error_code ignored;

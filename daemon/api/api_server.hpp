@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace klingd {
 class Metrics;
@@ -24,9 +25,6 @@ class GroupCommitter;
 } // namespace store
 namespace engine {
 class Engine;
-}
-namespace dashboard {
-struct Access;
 }
 } // namespace klingd
 
@@ -62,14 +60,17 @@ struct ApiContext
   Notifier& events;
   Metrics& metrics;
   std::chrono::steady_clock::time_point started;
-  // Set when dashboard.listen is: its token and address (GET /v1/dashboard, the TCP listener).
-  dashboard::Access* dashboard = nullptr;
 };
+
+struct Route;
+struct TcpListener;
 
 class ApiServer
 {
 public:
-  ApiServer(boost::asio::any_io_executor ex, ApiContext ctx);
+  // `routes`: the socket's route table (router.hpp). The dashboard's connection cap is kept
+  // when config.dashboard.listen is set.
+  ApiServer(boost::asio::any_io_executor ex, ApiContext ctx, std::vector<Route> routes);
   ~ApiServer();
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;
@@ -79,10 +80,10 @@ public:
   // path is not a socket), then chmods the socket to `mode`.
   Result<Ok> listen(const std::string& socket_path, unsigned mode);
 
-  // Binds the dashboard's loopback TCP listener (ctx.dashboard's host:port; port 0 picks
-  // one, written back to ctx.dashboard->bound_port). Its requests go through the same
-  // session code, past the dashboard's token check (daemon/dashboard/access.hpp).
-  Result<Ok> listen_dashboard();
+  // Binds the dashboard's loopback TCP listener (its host:port; port 0 picks one, told to
+  // listener.bound). Its requests go through the same session code, to listener.route
+  // (daemon/dashboard/routes.hpp checks the token there).
+  Result<Ok> listen_tcp(TcpListener listener);
 
   // Spawns the accept loop(s); an exception, if any, is logged.
   void start();

@@ -1,5 +1,7 @@
 #include "daemon/api/error.hpp"
 
+#include "daemon/engine/engine.hpp"
+
 #include <boost/json/serialize.hpp>
 
 namespace klingd::api {
@@ -50,15 +52,13 @@ unsigned http_status(ApiError error)
   return 500;
 }
 
-ApiError from_code(std::string_view code)
+ApiError from_engine(engine::ActionError error)
 {
-  for (auto e : {ApiError::bad_request, ApiError::invalid_json, ApiError::invalid_spec, ApiError::not_found,
-                 ApiError::conflict, ApiError::method_not_allowed, ApiError::payload_too_large,
-                 ApiError::headers_too_large, ApiError::request_timeout, ApiError::unsupported_media_type,
-                 ApiError::shutting_down, ApiError::storage_full}) {
-    if (to_string(e) == code) {
-      return e;
-    }
+  switch (error) {
+  case engine::ActionError::not_found:
+    return ApiError::not_found;
+  case engine::ActionError::conflict:
+    return ApiError::conflict;
   }
   return ApiError::internal;
 }

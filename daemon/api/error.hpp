@@ -9,6 +9,10 @@
 #include <string>
 #include <string_view>
 
+namespace klingd::engine {
+enum class ActionError;
+}
+
 namespace klingd::api {
 
 enum class ApiError {
@@ -35,8 +39,8 @@ std::string_view to_string(ApiError error);
 // The HTTP status of each error: the one place where that mapping lives.
 unsigned http_status(ApiError error);
 
-// Maps an engine/store error code ("not_found", "conflict", …) to ApiError; unknown → internal.
-ApiError from_code(std::string_view code);
+// Why the engine refused a cancel or retry, as the API answers it.
+ApiError from_engine(engine::ActionError error);
 
 // {"error": {"code", "message", "details"}} with the error's status.
 Response error_response(ApiError error, std::string message, boost::json::array details = {});

@@ -158,12 +158,12 @@ asio::awaitable<Response> bulk_action(ApiContext ctx, const Request& req, const 
   json::array refused;
   if (!filter->dry_run) {
     // A few jobs at a time, so their commits share group commits; each job by its own rules.
-    std::vector<std::optional<Error>> outcome(ids.size());
+    std::vector<std::optional<engine::ActionRefusal>> outcome(ids.size());
     std::size_t next = 0;
     auto worker = [&]() -> asio::awaitable<void> {
       while (next < ids.size()) {
         const std::size_t i = next++;
-        Result<store::Job> r = co_await op(ids[i]);
+        engine::ActionResult r = co_await op(ids[i]);
         if (!r) {
           outcome[i] = r.error();
         }
@@ -188,7 +188,9 @@ asio::awaitable<Response> bulk_action(ApiContext ctx, const Request& req, const 
         done.push_back(json::string(ids[i]));
       } else {
         // e.g. a job that ended meanwhile, or a retry while its actor still winds down (409).
-        refused.push_back(json::object{{"id", ids[i]}, {"code", outcome[i]->code}, {"message", outcome[i]->message}});
+        refused.push_back(json::object{{"id", ids[i]},
+                                       {"code", to_string(from_engine(outcome[i]->code))},
+                                       {"message", outcome[i]->message}});
       }
     }
     log::info("api.bulk_action", {{"action", verb}, {"batch", batch}, {"matched", ids.size()}, {"done", done.size()},

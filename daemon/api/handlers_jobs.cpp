@@ -67,8 +67,7 @@ namespace {
 
 Response spec_errors_response(const std::vector<common::SpecError>& errors)
 {
-  bool syntax = errors.size() == 1 && !errors[0].index && errors[0].field.empty() &&
-                errors[0].message.rfind("invalid JSON", 0) == 0;
+  bool syntax = errors.size() == 1 && errors[0].not_json;
   json::array details;
   std::set<std::size_t> bad;
   for (const auto& e : errors) {
@@ -205,7 +204,7 @@ asio::awaitable<Response> handle_submit(ApiContext ctx, Request req, PathParams)
     bool conflict = false;
     for (const auto& e : inserted->error()) {
       details.push_back(error_detail(e.index, e.field, e.message));
-      conflict = conflict || e.message.find("already claimed") != std::string::npos;
+      conflict = conflict || e.claimed;
     }
     const auto& first = inserted->error().front();
     auto message = fmt::format("{} problem(s), nothing stored; first: jobs[{}].{}: {}", inserted->error().size(),
@@ -321,11 +320,11 @@ asio::awaitable<Response> job_action(ApiContext ctx, std::string ref, Op op, std
   if (!job) {
     co_return job_not_found(ref);
   }
-  Result<store::Job> r = co_await op(job->id);
+  engine::ActionResult r = co_await op(job->id);
   if (!r) {
     const auto& e = r.error();
-    log::info("api.job_action_refused", {{"action", verb}, {"job", job->id}, {"code", e.code}, {"uid", uid}});
-    co_return error_response(from_code(e.code), e.message);
+    log::info("api.job_action_refused", {{"action", verb}, {"job", job->id}, {"code", engine::to_string(e.code)}, {"uid", uid}});
+    co_return error_response(from_engine(e.code), e.message);
   }
   log::info("api.job_action", {{"action", verb}, {"job", job->id}, {"state", common::to_string(r->state)}, {"uid", uid}});
   co_return json_response(200, job_to_json(r.value(), ctx.config));

@@ -7,7 +7,7 @@
 #include "daemon/api/handlers.hpp"
 #include "daemon/api/json_codec.hpp"
 #include "daemon/engine/engine.hpp"
-#include "daemon/metrics.hpp"
+#include "daemon/metrics/metrics.hpp"
 #include "daemon/store/maintenance.hpp"
 
 #include <boost/json/parse.hpp>
@@ -91,7 +91,7 @@ asio::awaitable<Response> handle_status(ApiContext ctx, Request, PathParams)
   o["videos_dir"] = ctx.config.store.videos_dir;
   o["provider"] = ctx.config.provider.base_url;
   o["last_event_seq"] = ctx.store.last_event_seq();
-  const auto sizes = ctx.store.db().file_sizes();
+  const auto sizes = ctx.store.file_sizes();
   o["db_bytes"] = sizes.db_bytes;
   o["wal_bytes"] = sizes.wal_bytes;
   o["retention"] = retention_json(ctx.config.store.retention);
@@ -141,7 +141,7 @@ asio::awaitable<Response> handle_metrics(ApiContext ctx, Request, PathParams)
   const auto spent = ctx.store.cost_summary().total;
   ctx.metrics.spent_usd().Set(spent.usd);
   ctx.metrics.spent_credits().Set(static_cast<double>(spent.credits));
-  const auto sizes = ctx.store.db().file_sizes();
+  const auto sizes = ctx.store.file_sizes();
   ctx.metrics.db_bytes().Set(static_cast<double>(sizes.db_bytes));
   ctx.metrics.wal_bytes().Set(static_cast<double>(sizes.wal_bytes));
   Response res;

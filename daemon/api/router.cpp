@@ -2,7 +2,6 @@
 
 #include "daemon/api/error.hpp"
 #include "daemon/api/handlers.hpp"
-#include "daemon/dashboard/routes.hpp"
 
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
@@ -13,13 +12,6 @@
 namespace klingd::api {
 
 namespace {
-
-struct Route
-{
-  std::string_view method;
-  std::string_view pattern; // segments separated by '/', "{id}" matches one segment
-  Handler handler;
-};
 
 const std::array k_routes{
   Route{"POST", "/v1/jobs", handle_submit},
@@ -38,8 +30,6 @@ const std::array k_routes{
   Route{"POST", "/v1/prune", handle_prune},
   Route{"GET", "/v1/models", handle_models},
   Route{"GET", "/v1/cost", handle_cost},
-  Route{"GET", "/v1/dashboard", dashboard::handle_info},
-  Route{"GET", "/v1/batches", dashboard::handle_batches},
 };
 
 // Matches `segments` against `pattern`; fills `params` on success.
@@ -70,16 +60,21 @@ bool match(std::string_view pattern, const std::vector<std::string>& segments, P
 
 } // namespace
 
-boost::asio::awaitable<Routed> route_request(ApiContext ctx, Request req)
+Routes socket_routes()
+{
+  return Routes(k_routes.begin(), k_routes.end());
+}
+
+boost::asio::awaitable<Routed> route_request(const Routes& routes, ApiContext ctx, Request req)
 {
   PathParams params;
   std::string allow;
-  for (const auto& r : k_routes) {
+  for (const auto& r : routes) {
     if (!match(r.pattern, req.segments, params)) {
       continue;
     }
     if (r.method == req.method) {
-      auto pattern = std::string(r.pattern);
+      auto pattern = r.pattern;
       Response res = co_await r.handler(ctx, std::move(req), std::move(params));
       co_return Routed{std::move(res), std::move(pattern)};
     }

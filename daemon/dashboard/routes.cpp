@@ -4,7 +4,6 @@
 #include "daemon/api/error.hpp"
 #include "daemon/dashboard/access.hpp"
 #include "daemon/store/job_store.hpp"
-#include "daemon/store/sqlite.hpp"
 
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/object.hpp>
@@ -15,6 +14,7 @@
 #include <charconv>
 #include <chrono>
 #include <filesystem>
+#include <memory>
 
 namespace klingd::dashboard {
 
@@ -120,7 +120,7 @@ Response video(api::ApiContext ctx, const Request& req, const std::string& id)
 
 // GET /v1/jobs/{id}/video_link: a link for <video src> and downloads, signed with the token,
 // valid for k_video_link_ttl_s; for completed jobs with a video only.
-Response video_link_response(api::ApiContext ctx, const std::string& id)
+Response video_link_response(const Access& access, api::ApiContext ctx, const std::string& id)
 {
   auto job = ctx.store.get(id);
   if (!job || job->state != common::JobState::completed || !job->video_sha256) {
@@ -129,14 +129,46 @@ Response video_link_response(api::ApiContext ctx, const std::string& id)
   const auto now = std::chrono::system_clock::now();
   const auto expires = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count() + k_video_link_ttl_s;
   json::object o;
-  o["url"] = dashboard::video_link(*ctx.dashboard, job->id, expires);
+  o["url"] = dashboard::video_link(access, job->id, expires);
   o["expires_in_s"] = k_video_link_ttl_s;
   auto res = api::json_response(200, o);
   res.headers.emplace_back("Cache-Control", "no-store");
   return res;
 }
 
+// GET /v1/dashboard (socket): {"enabled", "url"} — the URL carries the token.
+asio::awaitable<Response> handle_info(const Access* access)
+{
+  json::object o;
+  o["enabled"] = access != nullptr;
+  o["url"] = access ? json::value(access->url()) : json::value(nullptr);
+  co_return api::json_response(200, o);
+}
+
 } // namespace
+
+void add_socket_routes(api::Routes& routes, const Access* access)
+{
+  routes.push_back({"GET", "/v1/dashboard",
+                    [access](api::ApiContext, Request, api::PathParams) { return handle_info(access); }});
+  routes.push_back({"GET", "/v1/batches", handle_batches});
+}
+
+api::TcpListener tcp_listener(Access& access, api::Routes api_routes)
+{
+  auto routes = std::make_shared<const api::Routes>(std::move(api_routes));
+  api::TcpListener l;
+  l.host = access.host;
+  l.port = access.port;
+  l.route = [a = &access, routes](api::ApiContext ctx, Request req) { return route(*a, *routes, ctx, std::move(req)); };
+  l.has_credential = [a = &access](const Request& req) { return has_credential(*a, req); };
+  l.redact_target = [](std::string_view target) { return redact_target(target); };
+  l.bound = [a = &access](unsigned short port) {
+    a->bound_port = port;
+    return a->origin();
+  };
+  return l;
+}
 
 std::optional<std::optional<ByteRange>> parse_range(std::string_view header, std::uint64_t size)
 {
@@ -183,9 +215,8 @@ std::optional<std::optional<ByteRange>> parse_range(std::string_view header, std
   return std::optional<ByteRange>(ByteRange{first, last - first + 1});
 }
 
-asio::awaitable<Routed> route(api::ApiContext ctx, Request req)
+asio::awaitable<Routed> route(const Access& access, const api::Routes& api_routes, api::ApiContext ctx, Request req)
 {
-  const Access& access = *ctx.dashboard;
   const bool old_cookie = carries_old_cookie(access, req);
   // HEAD is GET without a body (the server drops it).
   if (req.method == "HEAD") {
@@ -217,12 +248,12 @@ asio::awaitable<Routed> route(api::ApiContext ctx, Request req)
   } else if (video_path) {
     out = {video(ctx, req, s[2]), "/v1/jobs/{id}/video"};
   } else if (get && job_sub && s[3] == "video_link") {
-    out = {video_link_response(ctx, s[2]), "/v1/jobs/{id}/video_link"};
+    out = {video_link_response(access, ctx, s[2]), "/v1/jobs/{id}/video_link"};
   } else if (get && s.size() == 2 && s[0] == "v1" && s[1] == "batches") {
     auto res = co_await handle_batches(ctx, req, {});
     out = {std::move(res), "/v1/batches"};
   } else if (allowed_api(req)) {
-    out = co_await api::route_request(ctx, std::move(req));
+    out = co_await api::route_request(api_routes, ctx, std::move(req));
   } else {
     out = {api::error_response(ApiError::not_found, "not on the dashboard (the socket API has the rest)"), "unmatched"};
   }
@@ -236,47 +267,26 @@ asio::awaitable<Routed> route(api::ApiContext ctx, Request req)
   co_return out;
 }
 
-asio::awaitable<Response> handle_info(api::ApiContext ctx, Request, api::PathParams)
-{
-  json::object o;
-  o["enabled"] = ctx.dashboard != nullptr;
-  o["url"] = ctx.dashboard ? json::value(ctx.dashboard->url()) : json::value(nullptr);
-  co_return api::json_response(200, o);
-}
-
 asio::awaitable<Response> handle_batches(api::ApiContext ctx, Request, api::PathParams)
 {
-  // Read-only; uses the jobs_batch index, one group per (batch, state).
-  auto st = ctx.store.db().prepare(
-    "SELECT b.id, b.created_at, j.state, count(j.id) FROM "
-    "(SELECT id, created_at FROM batches ORDER BY created_at DESC, id DESC LIMIT 20) b "
-    "LEFT JOIN jobs j ON j.batch = b.id GROUP BY b.id, j.state ORDER BY b.created_at DESC, b.id DESC");
   json::array batches;
-  json::object* cur = nullptr;
-  std::string cur_id;
-  while (st.step()) {
-    auto id = st.text(0);
-    if (!cur || id != cur_id) {
-      json::object b;
-      b["batch"] = id;
-      b["created_at"] = st.text(1);
-      json::object counts;
-      for (auto name : {"queued", "submitting", "generating", "downloading", "completed", "failed", "canceled"}) {
-        counts[name] = 0;
-      }
-      b["counts"] = std::move(counts);
-      b["total"] = 0;
-      batches.push_back(std::move(b));
-      cur = &batches.back().as_object();
-      cur_id = id;
+  for (const auto& summary : ctx.store.recent_batches(20)) {
+    json::object b;
+    b["batch"] = summary.id;
+    b["created_at"] = summary.created_at;
+    json::object counts;
+    for (auto name : {"queued", "submitting", "generating", "downloading", "completed", "failed", "canceled"}) {
+      counts[name] = 0;
     }
-    if (!st.is_null(2)) {
-      const auto n = st.int64(3);
-      (*cur)["counts"].as_object()[st.text(2)] = n;
-      (*cur)["total"] = (*cur)["total"].as_int64() + n;
+    std::int64_t total = 0;
+    for (const auto& [state, n] : summary.counts) {
+      counts[common::to_string(state)] = n;
+      total += n;
     }
+    b["counts"] = std::move(counts);
+    b["total"] = total;
+    batches.push_back(std::move(b));
   }
-  st.reset();
   json::object o;
   o["batches"] = std::move(batches);
   co_return api::json_response(200, o);

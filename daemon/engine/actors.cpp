@@ -2,7 +2,7 @@
 
 #include "common/log.hpp"
 #include "daemon/engine/engine.hpp"
-#include "daemon/metrics.hpp"
+#include "daemon/metrics/metrics.hpp"
 #include "daemon/store/group_commit.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>

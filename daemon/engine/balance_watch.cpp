@@ -1,7 +1,7 @@
 #include "daemon/engine/balance_watch.hpp"
 
 #include "common/log.hpp"
-#include "daemon/metrics.hpp"
+#include "daemon/metrics/metrics.hpp"
 
 namespace klingd::engine {
 

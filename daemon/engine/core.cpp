@@ -2,7 +2,7 @@
 
 #include "common/log.hpp"
 #include "common/time.hpp"
-#include "daemon/metrics.hpp"
+#include "daemon/metrics/metrics.hpp"
 #include "daemon/store/group_commit.hpp"
 
 #include <boost/asio/steady_timer.hpp>

@@ -13,7 +13,7 @@
 #include "daemon/engine/generation_times.hpp"
 #include "daemon/engine/ports.hpp"
 #include "daemon/engine/schedule.hpp"
-#include "daemon/notifier.hpp"
+#include "daemon/notifier/notifier.hpp"
 #include "daemon/store/job_store.hpp"
 
 #include <boost/asio/any_io_executor.hpp>

@@ -2,7 +2,7 @@
 
 #include "common/catalog.hpp"
 #include "common/log.hpp"
-#include "daemon/metrics.hpp"
+#include "daemon/metrics/metrics.hpp"
 #include "daemon/store/group_commit.hpp"
 
 #include <boost/json.hpp>
@@ -147,8 +147,10 @@ asio::awaitable<CreateEnd> CreateStep::handle(const Job& job, int attempt, SysTi
       if (!s.transition(job.id, JobState::submitting, JobState::queued, u)) {
         return false;
       }
-      s.update(job.id, JobState::queued, {}, std::string("retry"),
-               JobError{"retry", fmt::format("create not accepted ({}); retry {} in {:.1f}s", o.message, failures,
+      // The history row's step and its note's code are both "retry" (docs/contract.md §2).
+      const std::string retry(common::to_string(common::JobStep::retry));
+      s.update(job.id, JobState::queued, {}, retry,
+               JobError{retry, fmt::format("create not accepted ({}); retry {} in {:.1f}s", o.message, failures,
                                              std::chrono::duration<double>(delay).count()),
                         o.http_status});
       return true;

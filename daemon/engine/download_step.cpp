@@ -2,7 +2,7 @@
 
 #include "common/catalog.hpp"
 #include "common/log.hpp"
-#include "daemon/metrics.hpp"
+#include "daemon/metrics/metrics.hpp"
 #include "daemon/store/group_commit.hpp"
 
 #include <fmt/format.h>
@@ -156,7 +156,7 @@ asio::awaitable<DownloadStep::Refresh> DownloadStep::refresh_url(Job& job, Actor
   u.video_url = *st.video_url;
   if (st.file_size) u.video_file_size = *st.file_size;
   co_await m_poller.commit_with_polls(a, [&](JobStore& s) {
-    s.update(job.id, JobState::downloading, u, std::string("url_refresh"));
+    s.update(job.id, JobState::downloading, u, std::string(common::to_string(common::JobStep::url_refresh)));
   });
   log::info("job.url_refreshed", {{"job", job.id}});
   co_return Refresh::refreshed;

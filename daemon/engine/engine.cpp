@@ -32,7 +32,23 @@ provider::ProviderClient::Options provider_options(const common::Config& c)
 {
   return {c.provider.base_url, c.api_key.value(), seconds(c.provider.request_timeout_s)};
 }
+
+ActionRefusal refuse(ActionError code, std::string message)
+{
+  return ActionRefusal{code, std::move(message)};
+}
 } // namespace
+
+std::string_view to_string(ActionError error)
+{
+  switch (error) {
+  case ActionError::not_found:
+    return "not_found";
+  case ActionError::conflict:
+    return "conflict";
+  }
+  return "conflict";
+}
 
 class Engine::Impl
 {
@@ -137,15 +153,15 @@ public:
   // A cancel only ever stops work: the job becomes `canceled` at once, a create in flight is
   // not cut (its answer is still recorded: we may have paid for it), and a create being settled
   // stays with the reconciler, whose settlement records what it finds on the canceled job.
-  asio::awaitable<Result<Job>> cancel(std::string id)
+  asio::awaitable<ActionResult> cancel(std::string id)
   {
     for (int tries = 0; tries < 3; ++tries) {
       auto job = m_core.store.get(id);
       if (!job) {
-        co_return make_error("not_found", fmt::format("no job {}", id));
+        co_return refuse(ActionError::not_found, fmt::format("no job {}", id));
       }
       if (common::is_terminal(job->state)) {
-        co_return make_error("conflict", fmt::format("job {} is already {}", id, common::to_string(job->state)));
+        co_return refuse(ActionError::conflict, fmt::format("job {} is already {}", id, common::to_string(job->state)));
       }
       bool moved = false;
       auto* actor = m_actors.find(id);
@@ -171,21 +187,21 @@ public:
       m_core.dispatch_wake.notify();
       co_return *m_core.store.get(id);
     }
-    co_return make_error("conflict", fmt::format("job {} keeps changing state; try again", id));
+    co_return refuse(ActionError::conflict, fmt::format("job {} keeps changing state; try again", id));
   }
 
-  asio::awaitable<Result<Job>> retry(std::string id)
+  asio::awaitable<ActionResult> retry(std::string id)
   {
     auto job = m_core.store.get(id);
     if (!job) {
-      co_return make_error("not_found", fmt::format("no job {}", id));
+      co_return refuse(ActionError::not_found, fmt::format("no job {}", id));
     }
     if (job->state != JobState::failed && job->state != JobState::canceled) {
-      co_return make_error("conflict", fmt::format("job {} is {}; only failed or canceled jobs can be retried", id,
+      co_return refuse(ActionError::conflict, fmt::format("job {} is {}; only failed or canceled jobs can be retried", id,
                                                    common::to_string(job->state)));
     }
     if (m_actors.find(id) || m_core.owner(id) == Owner::actor) {
-      co_return make_error("conflict", fmt::format("job {} is still winding down; try again in a moment", id));
+      co_return refuse(ActionError::conflict, fmt::format("job {} is still winding down; try again in a moment", id));
     }
     const auto last = m_core.store.last_attempt(id);
     const auto outcome = last ? common::parse_attempt_outcome(last->outcome) : std::nullopt;
@@ -219,7 +235,7 @@ public:
       }
     });
     if (!moved) {
-      co_return make_error("conflict", fmt::format("job {} changed state meanwhile; try again", id));
+      co_return refuse(ActionError::conflict, fmt::format("job {} changed state meanwhile; try again", id));
     }
     auto fresh = *m_core.store.get(id);
     log::info("job.retried", {{"job", id}, {"resume_polling", resume_polling}});
@@ -237,10 +253,10 @@ private:
   // the reconciler looked): never a second create now. The job goes back to `submitting` to
   // wait for the settlement, which then moves it on as if it had never been canceled: to
   // `generating` with the generation found, to `queued` if nothing was billed.
-  asio::awaitable<Result<Job>> retry_unsettled(const Job& job)
+  asio::awaitable<ActionResult> retry_unsettled(const Job& job)
   {
     if (job.state != JobState::canceled) {
-      co_return make_error("conflict", fmt::format("job {}'s create is still being settled; try again later", job.id));
+      co_return refuse(ActionError::conflict, fmt::format("job {}'s create is still being settled; try again later", job.id));
     }
     bool moved = false;
     co_await m_core.committer.run([&](JobStore& s) {
@@ -250,11 +266,11 @@ private:
         return; // settled meanwhile: the caller may try again
       }
       JobUpdate u;
-      u.step = std::optional<std::string>("reconciling");
+      u.step = std::optional<std::string>(common::to_string(common::JobStep::reconciling));
       moved = s.transition(job.id, JobState::canceled, JobState::submitting, u);
     });
     if (!moved) {
-      co_return make_error("conflict", fmt::format("job {} changed state meanwhile; try again", job.id));
+      co_return refuse(ActionError::conflict, fmt::format("job {} changed state meanwhile; try again", job.id));
     }
     auto fresh = *m_core.store.get(job.id);
     log::info("job.retried", {{"job", job.id}, {"waits_for_settlement", true}});
@@ -304,8 +320,8 @@ Engine::~Engine() = default;
 
 asio::awaitable<void> Engine::start() { return m_impl->start(); }
 void Engine::wake_dispatcher() { m_impl->wake(); }
-asio::awaitable<Result<store::Job>> Engine::cancel(std::string id) { return m_impl->cancel(std::move(id)); }
-asio::awaitable<Result<store::Job>> Engine::retry(std::string id) { return m_impl->retry(std::move(id)); }
+asio::awaitable<ActionResult> Engine::cancel(std::string id) { return m_impl->cancel(std::move(id)); }
+asio::awaitable<ActionResult> Engine::retry(std::string id) { return m_impl->retry(std::move(id)); }
 void Engine::pause(std::string reason) { m_impl->pause(std::move(reason), false); }
 void Engine::resume() { m_impl->resume(); }
 EngineStatus Engine::status() const { return m_impl->status(); }

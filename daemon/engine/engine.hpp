@@ -49,6 +49,17 @@ struct EngineStatus
   std::optional<std::string> balance_checked_at; // when (RFC 3339)
 };
 
+// Why cancel or retry refused a job; the API maps each to its status (api::from_engine).
+enum class ActionError { not_found, conflict };
+std::string_view to_string(ActionError error);
+
+struct ActionRefusal
+{
+  ActionError code;
+  std::string message;
+};
+using ActionResult = Result<store::Job, ActionRefusal>;
+
 class Engine
 {
 public:
@@ -68,13 +79,13 @@ public:
   // New queued jobs were committed: dispatch them when limits allow.
   void wake_dispatcher();
 
-  // Cancels a non-terminal job. Errors: "not_found", "conflict" (already terminal).
-  boost::asio::awaitable<Result<store::Job>> cancel(std::string id);
+  // Cancels a non-terminal job. Refused: not_found, conflict (already terminal).
+  boost::asio::awaitable<ActionResult> cancel(std::string id);
   // Re-queues a failed or canceled job; resumes polling instead when it holds a
   // generation the provider never reported failed; and while the create of its last attempt
   // is still unsettled (it may have been billed), returns it to `submitting` to wait for that
-  // settlement instead of sending another. Errors: "not_found", "conflict".
-  boost::asio::awaitable<Result<store::Job>> retry(std::string id);
+  // settlement instead of sending another. Refused: not_found, conflict.
+  boost::asio::awaitable<ActionResult> retry(std::string id);
 
   // The expected cost of a create of `request_json` (normalised request text) for `model`: the
   // figure the budgets use (docs/contract.md §3.6); nullopt when nothing is known.

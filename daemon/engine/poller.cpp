@@ -2,7 +2,7 @@
 
 #include "common/catalog.hpp"
 #include "common/log.hpp"
-#include "daemon/metrics.hpp"
+#include "daemon/metrics/metrics.hpp"
 #include "daemon/store/group_commit.hpp"
 
 #include <boost/json/parse.hpp>
@@ -131,7 +131,7 @@ asio::awaitable<void> Poller::poll_once(const Job& job, Actor& a, Clock::time_po
     co_await m_core.poll_slots.acquire();
     AsyncSemaphore::Permit permit(m_core.poll_slots);
     // Lateness is measured when the poll can actually go out: loop lag and queueing for a
-    // poll slot both make it late (metrics.hpp, poll_lateness).
+    // poll slot both make it late (daemon/metrics/metrics.hpp, poll_lateness).
     m_core.metrics.poll_lateness().Observe(std::chrono::duration<double>(Clock::now() - due).count());
     r = co_await m_core.provider.poll(m_core.catalog.family_for(job.model), *job.generation_id);
   }

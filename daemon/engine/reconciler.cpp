@@ -26,7 +26,7 @@ constexpr int k_max_pages = 50;
 JobUpdate reconciling_step()
 {
   JobUpdate u;
-  u.step = std::optional<std::string>("reconciling");
+  u.step = std::optional<std::string>(common::to_string(common::JobStep::reconciling));
   return u;
 }
 } // namespace
@@ -58,8 +58,8 @@ asio::awaitable<void> Reconciler::take_over(const Job& job, int attempt, SysTime
   }
   auto done = co_await m_core.settle_create(job.id, attempt, AttemptOutcome::ambiguous, r, [&](JobStore& s) {
     // A job canceled while its create was out stays canceled; the settlement still follows.
-    return s.update(job.id, JobState::submitting, reconciling_step(), std::string("reconciling"),
-                    JobError{"ambiguous_create", why, r ? r->outcome.http_status : std::nullopt});
+    return s.update(job.id, JobState::submitting, reconciling_step(), std::string(common::to_string(common::JobStep::reconciling)),
+                    make_job_error(common::ErrorCode::ambiguous_create, why, r ? r->outcome.http_status : std::nullopt));
   });
   if (!done.settled) {
     co_return;
@@ -86,13 +86,13 @@ asio::awaitable<void> Reconciler::settle_interrupted(const Job& job, std::string
     co_await apply_policy(job.id, last->attempt, nullptr, reason);
     co_return;
   }
-  if (*outcome == AttemptOutcome::ambiguous && job.step == "reconciling") {
+  if (*outcome == AttemptOutcome::ambiguous && job.step == common::to_string(common::JobStep::reconciling)) {
     add(job, last->attempt, sent); // already being reconciled before: go on where it was
     co_return;
   }
   auto done = co_await m_core.settle_create(job.id, last->attempt, AttemptOutcome::ambiguous, nullptr, [&](JobStore& s) {
-    return s.update(job.id, JobState::submitting, reconciling_step(), std::string("reconciling"),
-                    JobError{"ambiguous_create", reason, std::nullopt});
+    return s.update(job.id, JobState::submitting, reconciling_step(), std::string(common::to_string(common::JobStep::reconciling)),
+                    make_job_error(common::ErrorCode::ambiguous_create, reason));
   });
   if (done.settled) {
     add(job, last->attempt, sent);
@@ -328,7 +328,7 @@ asio::awaitable<void> Reconciler::expire(const Pending& p)
 asio::awaitable<void> Reconciler::apply_policy(const std::string& job_id, int attempt, const provider::CreateResult* r,
                                                std::string why)
 {
-  if (m_core.config.on_ambiguous_create == "retry") {
+  if (m_core.config.on_ambiguous_create == common::AmbiguousCreate::retry) {
     auto job = m_core.store.get(job_id);
     const int failures = (job ? job->step_failures : 0) + 1;
     if (failures >= m_core.config.retry.max_attempts) {

@@ -215,18 +215,27 @@ CallError http_error(const HttpResponse& r, bool is_create)
   return out;
 }
 
+// How every exchange starts to be classified: a transport error, then a status other than
+// 2xx, each as for a create or for a read (`is_create`); nullopt: a 2xx whose body is to be parsed.
+std::optional<CallError> exchange_error(const Result<HttpResponse, TransportError>& r, bool is_create)
+{
+  if (!r) {
+    return transport_error(r.error(), is_create);
+  }
+  if (r->status < 200 || r->status >= 300) {
+    return http_error(*r, is_create);
+  }
+  return std::nullopt;
+}
+
 // A read-only GET's answer (logs, billing): transport and HTTP failures classified as for a
 // poll, a 2xx body parsed by `parse` (Result<Page>), an unparsable one transient.
 template <typename Page, typename Parse>
 Page classify_page(const Result<HttpResponse, TransportError>& r, Parse parse)
 {
   Page page;
-  if (!r) {
-    page.outcome = transport_error(r.error(), false);
-    return page;
-  }
-  if (r->status < 200 || r->status >= 300) {
-    page.outcome = http_error(*r, false);
+  if (auto e = exchange_error(r, false)) {
+    page.outcome = std::move(*e);
     return page;
   }
   auto parsed = parse(r->body);
@@ -402,28 +411,27 @@ Result<GenerationStatus> parse_status(std::string_view body)
 CreateResult classify_create(const Result<HttpResponse, TransportError>& r)
 {
   CreateResult out;
-  if (!r) {
-    out.outcome = transport_error(r.error(), true);
+  if (r) {
+    // Tracing and cost headers count on any answer, a refusal included.
+    if (auto h = r->header("x-inference-id"); h && !h->empty()) {
+      out.inference_id = *h;
+    }
+    if (auto h = r->header("x-aimlapi-credits-used")) {
+      out.credits = parse_int(*h);
+    }
+    if (auto h = r->header("x-aimlapi-usd-spent")) {
+      double d = 0;
+      auto res = std::from_chars(h->data(), h->data() + h->size(), d);
+      if (res.ec == std::errc() && d >= 0) {
+        out.usd = d;
+      }
+    }
+  }
+  if (auto e = exchange_error(r, true)) {
+    out.outcome = std::move(*e);
     return out;
   }
   const HttpResponse& resp = *r;
-  if (auto h = resp.header("x-inference-id"); h && !h->empty()) {
-    out.inference_id = *h;
-  }
-  if (auto h = resp.header("x-aimlapi-credits-used")) {
-    out.credits = parse_int(*h);
-  }
-  if (auto h = resp.header("x-aimlapi-usd-spent")) {
-    double d = 0;
-    auto res = std::from_chars(h->data(), h->data() + h->size(), d);
-    if (res.ec == std::errc() && d >= 0) {
-      out.usd = d;
-    }
-  }
-  if (resp.status < 200 || resp.status >= 300) {
-    out.outcome = http_error(resp, true);
-    return out;
-  }
   auto v = parse_json(resp.body);
   if (v) {
     out.generation_id = string_or_number(field(*v, "id"));
@@ -453,12 +461,8 @@ CreateResult classify_create(const Result<HttpResponse, TransportError>& r)
 PollResult classify_poll(const Result<HttpResponse, TransportError>& r)
 {
   PollResult out;
-  if (!r) {
-    out.outcome = transport_error(r.error(), false);
-    return out;
-  }
-  if (r->status < 200 || r->status >= 300) {
-    out.outcome = http_error(*r, false);
+  if (auto e = exchange_error(r, false)) {
+    out.outcome = std::move(*e);
     return out;
   }
   auto st = parse_status(r->body);

@@ -175,7 +175,7 @@ Result<BatchInsert, std::vector<IndexError>> JobStore::insert_batch(const std::v
     auto owner = m_db.prepare("SELECT id FROM jobs WHERE output = ?");
     owner.bind(1, j.output);
     if (owner.step()) {
-      errors.push_back({i, "output", fmt::format("output \"{}\" is already claimed by job {}", j.output, owner.text(0))});
+      errors.push_back({i, "output", fmt::format("output \"{}\" is already claimed by job {}", j.output, owner.text(0)), true});
       continue;
     }
     if (inserted == 0) {
@@ -701,6 +701,32 @@ bool JobStore::batch_exists(std::string_view batch)
   auto st = m_db.prepare("SELECT 1 FROM batches WHERE id = ?");
   st.bind(1, batch);
   return st.step();
+}
+
+std::vector<BatchSummary> JobStore::recent_batches(std::size_t limit)
+{
+  // Uses the jobs_batch index, one group per (batch, state).
+  auto st = m_db.prepare(
+    "SELECT b.id, b.created_at, j.state, count(j.id) FROM "
+    "(SELECT id, created_at FROM batches ORDER BY created_at DESC, id DESC LIMIT ?) b "
+    "LEFT JOIN jobs j ON j.batch = b.id GROUP BY b.id, j.state ORDER BY b.created_at DESC, b.id DESC");
+  st.bind(1, static_cast<std::int64_t>(limit));
+  std::vector<BatchSummary> out;
+  while (st.step()) {
+    auto id = st.text(0);
+    if (out.empty() || out.back().id != id) {
+      out.push_back(BatchSummary{id, st.text(1), {}});
+    }
+    if (!st.is_null(2)) {
+      out.back().counts.emplace_back(state_from_text(st.text(2)), st.int64(3));
+    }
+  }
+  return out;
+}
+
+Db::FileSizes JobStore::file_sizes() const
+{
+  return m_db.file_sizes();
 }
 
 std::vector<Event> JobStore::history(std::string_view job_id)

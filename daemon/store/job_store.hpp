@@ -92,6 +92,7 @@ struct IndexError
   std::size_t index;
   std::string field;
   std::string message;
+  bool claimed = false; // the output is another job's already (409 conflict, not invalid_spec)
 };
 
 struct ListFilter
@@ -219,12 +220,18 @@ struct PruneStats
   }
 };
 
+// One batch with its jobs counted by state (GET /v1/batches: the dashboard's progress bars).
+struct BatchSummary
+{
+  std::string id;
+  std::string created_at;
+  std::vector<std::pair<JobState, std::int64_t>> counts; // only states that have jobs
+};
+
 class JobStore
 {
 public:
   explicit JobStore(Db& db);
-
-  Db& db() { return m_db; }
 
   // Inserts a batch all-or-nothing (a savepoint inside the caller's transaction).
   // A job whose key exists already is not inserted: it is returned with
@@ -291,6 +298,10 @@ public:
   std::vector<std::pair<JobState, std::int64_t>> counts_by_state();
   std::vector<std::pair<JobState, std::int64_t>> batch_counts(std::string_view batch);
   bool batch_exists(std::string_view batch);
+  // The `limit` newest batches, newest first.
+  std::vector<BatchSummary> recent_batches(std::size_t limit);
+  // Sizes of the database file and its write-ahead log (status, metrics).
+  Db::FileSizes file_sizes() const;
   std::vector<Event> history(std::string_view job_id);
   std::vector<Event> events_since(std::int64_t seq, std::size_t limit);
   std::int64_t last_event_seq();
@@ -317,6 +328,12 @@ public:
   void drop_pending_events_from(std::size_t n) { m_pending.resize(std::min(n, m_pending.size())); }
 
 private:
+  // The connection: all SQL stays in the store (the committer's transactions, maintenance's
+  // checkpoints).
+  friend class GroupCommitter;
+  friend class Maintenance;
+  Db& db() { return m_db; }
+
   void append_event(const Job& job, JobState state, const std::optional<std::string>& step,
                     const std::optional<JobError>& error, const std::string& at);
   Job read_job(Query& st);

@@ -14,12 +14,16 @@ is passed in. Everything listens on a Unix socket or 127.0.0.1.
 """
 
 import copy
+import glob
+import hashlib
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -101,6 +105,59 @@ class Response:
 
     def __repr__(self):
         return f"<Response {self.status} {self.body[:400]!r}>"
+
+
+def raw_connect(d, timeout=5):
+    """A new connection to klingd `d`'s socket, for tests that write raw bytes."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(d.socket_path)
+    return s
+
+
+def _content_length(out):
+    head = out.split(b"\r\n\r\n", 1)[0].decode(errors="replace").lower()
+    for line in head.split("\r\n"):
+        if line.startswith("content-length:"):
+            return int(line.split(":", 1)[1])
+    return 0
+
+
+def raw_read(s, read="eof"):
+    """Reads from `s` until EOF (read="eof": everything the daemon sends before it closes) or
+    until one response is complete (read="response": its header and Content-Length body),
+    stopping early on a timeout or reset; closes `s`."""
+    assert read in ("eof", "response"), read
+    out = b""
+    try:
+        while read == "eof" or b"\r\n\r\n" not in out or \
+                len(out) < out.find(b"\r\n\r\n") + 4 + _content_length(out):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    s.close()
+    return out
+
+
+def raw_exchange(d, data, timeout=5, read="eof"):
+    """Sends raw bytes on a new connection to `d`'s socket and returns what raw_read reads."""
+    s = raw_connect(d, timeout)
+    try:
+        s.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    return raw_read(s, read)
+
+
+def parse_raw(out):
+    """(status, body bytes) of a raw response; (None, out) when it is not one."""
+    if not out.startswith(b"HTTP/1.1 "):
+        return None, out
+    head, _, body = out.partition(b"\r\n\r\n")
+    return int(head[9:12]), body
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -421,6 +478,115 @@ class Traffic:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+
+# Engine tests: a fast fake, batches of specs, every job, the invariants each test ends with.
+FAST_FAKE = ("--queued-s", "0.05", "--generating-s", "0.15")
+
+
+def specs(n, prefix="job", **request_extra):
+    return [{"key": f"{prefix}-{i}", "request": text_request(f"{prefix} prompt {i}", **request_extra)} for i in range(n)]
+
+
+def all_jobs(d):
+    out, after = [], None
+    while True:
+        page = d.get_json("/v1/jobs?limit=1000" + (f"&after={after}" if after else ""))
+        out += page["jobs"]
+        after = page["next"]
+        if not after:
+            return out
+
+
+def check_store(d, jobs, fake_stats):
+    """The invariants every test ends with: files are what they claim, no .part files,
+    the database is intact, no job paid twice."""
+    gens = {g["id"]: g for g in fake_stats["generations"]}
+    for j in jobs:
+        if j["state"] == "completed":
+            v = j["video"]
+            data = open(v["path"], "rb").read()
+            assert hashlib.sha256(data).hexdigest() == v["sha256"], j["id"]
+            assert len(data) == v["bytes"]
+            assert data[4:8] == b"ftyp"
+            g = gens[j["generation_id"]]
+            # The file is this job's own generation, not another's.
+            assert g["sha256"] == v["sha256"], (j["id"], g["id"])
+            assert g["client_request_id"].startswith(j["id"] + "."), (j["id"], g["client_request_id"])
+    parts = glob.glob(os.path.join(d.videos_dir, "**", "*.part"), recursive=True)
+    assert not parts, parts
+    con = sqlite3.connect(d.db_path)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        con.close()
+    for prefix, c in fake_stats["create_calls_by_job"].items():
+        assert c["recorded"] <= 1, f"job {prefix} was billed {c['recorded']} times"
+
+
+# systemd units (tests of systemd/): configured as cmake/install.cmake does, then read.
+SYSTEMD_DIR = os.path.join(os.environ.get("KLINGD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")), "systemd")
+
+
+def systemd_analyze():
+    path = shutil.which("systemd-analyze")
+    if not path:
+        raise AssertionError("systemd-analyze not found: scripts/install-deps.sh --test installs the systemd package")
+    return path
+
+
+def configure_unit(template, out_dir, name):
+    """Substitutes every @VAR@ as cmake/install.cmake does; fails on any left over, so a
+    placeholder added to a unit without its CMake variable is caught."""
+    values = {
+        "KLINGD_BIN_DIR": os.path.dirname(os.path.abspath(klingd_bin())),
+        "KLINGD_SYSCONF_DIR": "/etc/klingd",
+        "KLINGD_DOC_DIR": "/usr/share/doc/klingd",
+        "KLINGD_EXAMPLE_CONFIG": "/usr/share/doc/klingd/klingd.jsonc",
+        "KLINGD_RUNTIME_SOCKET": "/run/klingd/klingd.sock",
+    }
+    with open(os.path.join(SYSTEMD_DIR, template)) as f:
+        text = f.read()
+    for k, v in values.items():
+        text = text.replace(f"@{k}@", v)
+    left = re.findall(r"@[A-Z_]+@", text)
+    assert not left, f"{template}: unknown placeholders {left}"
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def unit_settings(path):
+    """The unit's [Service] assignments as {key: [values…]}."""
+    out = {}
+    section = None
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith(("#", ";")):
+                continue
+            if line.startswith("["):
+                section = line
+                continue
+            if section == "[Service]" and "=" in line:
+                k, v = line.split("=", 1)
+                out.setdefault(k, []).append(v)
+    return out
+
+
+def run_tool(cmd, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=e)
+
+
+def user_env(tmp):
+    # `--user` mode wants $XDG_RUNTIME_DIR even offline; CI has no session.
+    d = os.path.join(tmp, "xdg")
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    return {"XDG_RUNTIME_DIR": d}
 
 
 def run_tests(namespace):

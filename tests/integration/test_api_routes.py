@@ -5,7 +5,6 @@ restart, /metrics checked by promtool, socket permissions and stale/live socket 
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import klingtest  # noqa: E402
-from klingtest import Klingd, spec  # noqa: E402
+from klingtest import Klingd, parse_raw, raw_connect, raw_exchange, raw_read, spec  # noqa: E402
 
 
 def error_of(r, status):
@@ -30,28 +29,6 @@ def error_of(r, status):
 
 def total_jobs(d):
     return d.get_json("/v1/status")["total"]
-
-
-def raw_exchange(d, data, timeout=5, read_after=None):
-    """Sends raw bytes on a new connection and returns everything read until EOF."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(d.socket_path)
-    try:
-        s.sendall(data)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    out = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-    except (socket.timeout, ConnectionResetError):
-        pass
-    s.close()
-    return out
 
 
 def test_routes():
@@ -134,16 +111,16 @@ def test_routes():
         assert d.wait_terminal([held])[held]["state"] == "completed"
 
         # Plain curl over the socket, as a user would.
-        if shutil.which("curl"):
-            out = subprocess.run(["curl", "-sS", "--unix-socket", d.socket_path, "http://klingd/v1/status"],
-                                 capture_output=True, text=True, timeout=10, check=True)
-            assert json.loads(out.stdout)["counts"]["completed"] == 7
-            out = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", "--unix-socket", d.socket_path,
-                                  "-H", "Content-Type: application/json",
-                                  "-d", json.dumps(spec("curl", key="from-curl")), "http://klingd/v1/jobs"],
-                                 capture_output=True, text=True, timeout=10, check=True)
-            body, code = out.stdout.rsplit("\n", 1)
-            assert code == "201" and json.loads(body)["jobs"][0]["key"] == "from-curl", out.stdout
+        assert shutil.which("curl"), "curl is missing (scripts/install-deps.sh installs it)"
+        out = subprocess.run(["curl", "-sS", "--unix-socket", d.socket_path, "http://klingd/v1/status"],
+                             capture_output=True, text=True, timeout=10, check=True)
+        assert json.loads(out.stdout)["counts"]["completed"] == 7
+        out = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", "--unix-socket", d.socket_path,
+                              "-H", "Content-Type: application/json",
+                              "-d", json.dumps(spec("curl", key="from-curl")), "http://klingd/v1/jobs"],
+                             capture_output=True, text=True, timeout=10, check=True)
+        body, code = out.stdout.rsplit("\n", 1)
+        assert code == "201" and json.loads(body)["jobs"][0]["key"] == "from-curl", out.stdout
 
 
 def test_error_statuses():
@@ -222,9 +199,7 @@ def test_small_body_limit_and_chunked():
 def send_in_pieces(d, head, body, piece, pause=0.002, chunked=True):
     """Sends a request whose body goes out in `piece`-byte writes (as HTTP chunks, or raw
     with a Content-Length), pausing between writes; returns the parsed response."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(30)
-    s.connect(d.socket_path)
+    s = raw_connect(d, 30)
     if chunked:
         s.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
     else:
@@ -235,16 +210,8 @@ def send_in_pieces(d, head, body, piece, pause=0.002, chunked=True):
         time.sleep(pause)
     if chunked:
         s.sendall(b"0\r\n\r\n")
-    out = b""
-    while b"\r\n\r\n" not in out or len(out.split(b"\r\n\r\n", 1)[1]) < int(
-            [h for h in out.split(b"\r\n") if h.lower().startswith(b"content-length:")][0].split(b":")[1]):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        out += chunk
-    s.close()
-    status = int(out.split(b" ", 2)[1])
-    return status, json.loads(out.split(b"\r\n\r\n", 1)[1])
+    status, answer = parse_raw(raw_read(s, read="response"))
+    return status, json.loads(answer)
 
 
 NDJSON_HEAD = b"POST /v1/jobs HTTP/1.1\r\nHost: k\r\nContent-Type: application/x-ndjson\r\n"
@@ -354,9 +321,7 @@ def test_metrics_promtool():
         for name in (b"klingd_jobs", b"klingd_creates_total", b"klingd_api_request_duration_seconds"):
             assert name in text, name
         promtool = shutil.which("promtool")
-        if not promtool:
-            print("promtool not installed (apt-get install prometheus): skipping the format check")
-            return
+        assert promtool, "promtool is missing (scripts/install-deps.sh --test installs the prometheus package)"
         p = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=30)
         # promtool exits 1 for lint warnings too; only real parse errors matter here.
         assert b"error while linting" not in p.stderr and b"parse" not in p.stderr.lower(), p.stderr

@@ -10,7 +10,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import klingtest  # noqa: E402
 from klingtest import Klingd  # noqa: E402
-from test_engine import FAST_FAKE, specs  # noqa: E402
+from klingtest import FAST_FAKE, specs  # noqa: E402
 
 
 def reload(d, overrides):

@@ -2,59 +2,13 @@
 """The engine end to end (issue 5): real klingd + fake-aimlapi over HTTPS on loopback,
 time compressed with fractional-second settings."""
 
-import glob
-import hashlib
 import os
-import sqlite3
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import klingtest  # noqa: E402
-from klingtest import Klingd, text_request  # noqa: E402
-
-FAST_FAKE = ("--queued-s", "0.05", "--generating-s", "0.15")
-
-
-def specs(n, prefix="job", **request_extra):
-    return [{"key": f"{prefix}-{i}", "request": text_request(f"{prefix} prompt {i}", **request_extra)} for i in range(n)]
-
-
-def all_jobs(d):
-    out, after = [], None
-    while True:
-        page = d.get_json("/v1/jobs?limit=1000" + (f"&after={after}" if after else ""))
-        out += page["jobs"]
-        after = page["next"]
-        if not after:
-            return out
-
-
-def check_store(d, jobs, fake_stats):
-    """The invariants every test ends with: files are what they claim, no .part files,
-    the database is intact, no job paid twice."""
-    gens = {g["id"]: g for g in fake_stats["generations"]}
-    for j in jobs:
-        if j["state"] == "completed":
-            v = j["video"]
-            data = open(v["path"], "rb").read()
-            assert hashlib.sha256(data).hexdigest() == v["sha256"], j["id"]
-            assert len(data) == v["bytes"]
-            assert data[4:8] == b"ftyp"
-            g = gens[j["generation_id"]]
-            # The file is this job's own generation, not another's.
-            assert g["sha256"] == v["sha256"], (j["id"], g["id"])
-            assert g["client_request_id"].startswith(j["id"] + "."), (j["id"], g["client_request_id"])
-    parts = glob.glob(os.path.join(d.videos_dir, "**", "*.part"), recursive=True)
-    assert not parts, parts
-    con = sqlite3.connect(d.db_path)
-    try:
-        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    finally:
-        con.close()
-    for prefix, c in fake_stats["create_calls_by_job"].items():
-        assert c["recorded"] <= 1, f"job {prefix} was billed {c['recorded']} times"
-
+from klingtest import FAST_FAKE, Klingd, all_jobs, check_store, specs, text_request  # noqa: E402
 
 def test_batch_of_200_completes_with_limits_respected():
     with Klingd(config_overrides={"provider": {"max_in_flight": 12, "creates_per_minute": 6000}},

@@ -14,7 +14,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import klingtest  # noqa: E402
 from klingtest import Klingd, text_request  # noqa: E402
-from test_engine import FAST_FAKE, specs  # noqa: E402
+from klingtest import FAST_FAKE, specs  # noqa: E402
 
 # Long enough that no test here ever reaches the end of the window: what settles a create
 # must be the request log, never the clock.

@@ -11,7 +11,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import klingtest  # noqa: E402
 from klingtest import Klingd, text_request  # noqa: E402
-from test_engine import FAST_FAKE, all_jobs, check_store, specs  # noqa: E402
+from klingtest import FAST_FAKE, all_jobs, check_store, specs  # noqa: E402
 
 
 def history_steps(d, jid):

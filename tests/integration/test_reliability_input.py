@@ -13,10 +13,10 @@ import time
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
-sys.path.insert(0, os.path.join(_HERE, "..", "hostile"))
+sys.path.insert(0, os.path.join(_HERE, "..", "reliability_support"))
 import klingtest  # noqa: E402
 import relcheck  # noqa: E402
-from klingtest import Klingd, spec, text_request  # noqa: E402
+from klingtest import Klingd, parse_raw, raw_connect, raw_exchange, spec, text_request  # noqa: E402
 
 J = "application/json"
 
@@ -32,47 +32,13 @@ def jobs_body(*specs):
 def raw(d, data, timeout=15):
     """Sends raw bytes on a new connection; returns (status or None, body bytes) of the first
     response (None: the daemon closed without answering)."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(d.socket_path)
-    try:
-        s.sendall(data)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    out = b""
-    try:
-        while b"\r\n\r\n" not in out or len(out) < out.find(b"\r\n\r\n") + 4 + _length(out):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-    except (socket.timeout, ConnectionResetError):
-        pass
-    s.close()
-    return _parse(out)
-
-
-def _length(out):
-    head = out.split(b"\r\n\r\n", 1)[0].decode(errors="replace").lower()
-    for line in head.split("\r\n"):
-        if line.startswith("content-length:"):
-            return int(line.split(":", 1)[1])
-    return 0
-
-
-def _parse(out):
-    if not out.startswith(b"HTTP/1.1 "):
-        return None, out
-    head, _, body = out.partition(b"\r\n\r\n")
-    return int(head[9:12]), body
+    return parse_raw(raw_exchange(d, data, timeout, read="response"))
 
 
 def status_while_sending(d, head, block, blocks=100):
     """Sends `head` and then `blocks` times `block` (however far the daemon lets it get);
     returns the status of its answer, None when there is none."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(20)
-    s.connect(d.socket_path)
+    s = raw_connect(d, 20)
     try:
         s.sendall(head)
         for _ in range(blocks):
@@ -80,7 +46,7 @@ def status_while_sending(d, head, block, blocks=100):
     except OSError:
         pass
     try:
-        got = _parse(s.recv(65536))[0]
+        got = parse_raw(s.recv(65536))[0]
     except OSError:
         got = None
     s.close()
@@ -230,9 +196,7 @@ def test_hostile_requests_table():
         slow = {}
 
         def slow_loris():
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(30)
-            s.connect(d.socket_path)
+            s = raw_connect(d, 30)
             t0 = time.monotonic()
             try:
                 for b in b"GET /v1/status HTTP/1.1\r\nHost: k\r\nX-Drip: " + b"a" * 200:
@@ -246,7 +210,7 @@ def test_hostile_requests_table():
                 out = s.recv(4096)
             except OSError:
                 out = b""
-            slow["loris"] = (_parse(out)[0], time.monotonic() - t0)
+            slow["loris"] = (parse_raw(out)[0], time.monotonic() - t0)
             s.close()
 
         def idle_crowd():

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reliability (issue 8, item 3): a hostile provider and CDN (tests/hostile/hostile_provider.py).
+"""Reliability (issue 8, item 3): a hostile provider and CDN (tests/reliability_support/hostile_provider.py).
 Every misbehaviour ends in a clear job error or a bounded retry — never a crash, a hang, or a
 file in the store that is not what it claims."""
 
@@ -9,7 +9,7 @@ import time
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
-sys.path.insert(0, os.path.join(_HERE, "..", "hostile"))
+sys.path.insert(0, os.path.join(_HERE, "..", "reliability_support"))
 import klingtest  # noqa: E402
 import relcheck  # noqa: E402
 from hostile_provider import SCENARIOS, HostileProvider  # noqa: E402

@@ -14,7 +14,7 @@ import tempfile
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
-sys.path.insert(0, os.path.join(_HERE, "..", "hostile"))
+sys.path.insert(0, os.path.join(_HERE, "..", "reliability_support"))
 import klingtest  # noqa: E402
 import relcheck  # noqa: E402
 from klingtest import Klingd, text_request  # noqa: E402

@@ -10,7 +10,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import klingtest  # noqa: E402
-import test_service_systemd as units  # noqa: E402
+from klingtest import configure_unit, run_tool, systemd_analyze, unit_settings  # noqa: E402
 from klingtest import Klingd  # noqa: E402
 from securitytest import wrapped_klingd  # noqa: E402
 
@@ -38,12 +38,12 @@ def test_not_dumpable_unless_asked():
 def test_units_set_limits_and_keep_exposure():
     with tempfile.TemporaryDirectory() as tmp:
         for template in ("klingd.service.in", "klingd-user.service.in"):
-            s = units.settings(units.configure(template, os.path.join(tmp, template), "klingd.service"))
+            s = unit_settings(configure_unit(template, os.path.join(tmp, template), "klingd.service"))
             assert s.get("LimitCORE") == ["0"], (template, s.get("LimitCORE"))
             nofile = s.get("LimitNOFILE", ["0"])[-1]
             assert nofile.isdigit() and int(nofile) >= 4096, (template, nofile)
-        unit = units.configure("klingd.service.in", tmp, "klingd.service")
-        p = units.run([units.analyze(), "security", "--offline=true", "--no-pager", unit])
+        unit = configure_unit("klingd.service.in", tmp, "klingd.service")
+        p = run_tool([systemd_analyze(), "security", "--offline=true", "--no-pager", unit])
         m = re.search(r"Overall exposure level for klingd\.service:\s*([0-9.]+)", p.stdout)
         assert m, f"no exposure level in the output (exit {p.returncode}):\n{p.stdout}{p.stderr}"
         exposure = float(m.group(1))

@@ -8,78 +8,17 @@ the build tree: verify insists that the binary exists. No systemd needs to be ru
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import klingtest  # noqa: E402
+from klingtest import SYSTEMD_DIR, user_env  # noqa: E402
+from klingtest import configure_unit as configure, run_tool as run, systemd_analyze as analyze  # noqa: E402
+from klingtest import unit_settings as settings  # noqa: E402
 
-SRC = os.environ.get("KLINGD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-SYSTEMD_DIR = os.path.join(SRC, "systemd")
 MAX_EXPOSURE = 1.5
-
-
-def analyze():
-    path = shutil.which("systemd-analyze")
-    if not path:
-        raise AssertionError("systemd-analyze not found: scripts/install-deps.sh --test installs the systemd package")
-    return path
-
-
-def configure(template, out_dir, name):
-    """Substitutes every @VAR@ as cmake/install.cmake does; fails on any left over, so a
-    placeholder added to a unit without its CMake variable is caught."""
-    values = {
-        "KLINGD_BIN_DIR": os.path.dirname(os.path.abspath(klingtest.klingd_bin())),
-        "KLINGD_SYSCONF_DIR": "/etc/klingd",
-        "KLINGD_DOC_DIR": "/usr/share/doc/klingd",
-        "KLINGD_EXAMPLE_CONFIG": "/usr/share/doc/klingd/klingd.jsonc",
-        "KLINGD_RUNTIME_SOCKET": "/run/klingd/klingd.sock",
-    }
-    with open(os.path.join(SYSTEMD_DIR, template)) as f:
-        text = f.read()
-    for k, v in values.items():
-        text = text.replace(f"@{k}@", v)
-    left = re.findall(r"@[A-Z_]+@", text)
-    assert not left, f"{template}: unknown placeholders {left}"
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
-def settings(path):
-    """The unit's [Service] assignments as {key: [values…]}."""
-    out = {}
-    section = None
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith(("#", ";")):
-                continue
-            if line.startswith("["):
-                section = line
-                continue
-            if section == "[Service]" and "=" in line:
-                k, v = line.split("=", 1)
-                out.setdefault(k, []).append(v)
-    return out
-
-
-def run(cmd, env=None):
-    e = dict(os.environ)
-    e.update(env or {})
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=e)
-
-
-def user_env(tmp):
-    # `--user` mode wants $XDG_RUNTIME_DIR even offline; CI has no session.
-    d = os.path.join(tmp, "xdg")
-    os.makedirs(d, mode=0o700, exist_ok=True)
-    return {"XDG_RUNTIME_DIR": d}
 
 
 def test_system_unit_verifies_clean():

@@ -14,7 +14,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import klingtest  # noqa: E402
 from klingtest import Klingd  # noqa: E402
-from test_engine import FAST_FAKE, specs  # noqa: E402
+from klingtest import FAST_FAKE, specs  # noqa: E402
 
 
 def status(d):

@@ -9,7 +9,7 @@
 #include "daemon/engine/engine.hpp"
 #include "daemon/engine/ports.hpp"
 #include "daemon/event_loop.hpp"
-#include "daemon/metrics.hpp"
+#include "daemon/metrics/metrics.hpp"
 #include "daemon/store/group_commit.hpp"
 #include "daemon/store/job_store.hpp"
 #include "daemon/store/migrate.hpp"

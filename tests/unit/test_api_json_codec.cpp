@@ -1,6 +1,7 @@
 // The API's JSON shapes: jobs (docs/contract.md §2), events, counts, and the error envelope.
 #include "daemon/api/error.hpp"
 #include "daemon/api/json_codec.hpp"
+#include "daemon/engine/engine.hpp"
 
 #include <doctest/doctest.h>
 
@@ -112,8 +113,8 @@ TEST_CASE("api errors: one mapping to HTTP status and the envelope")
   CHECK(http_status(ApiError::payload_too_large) == 413);
   CHECK(http_status(ApiError::headers_too_large) == 431);
   CHECK(http_status(ApiError::internal) == 500);
-  CHECK(from_code("conflict") == ApiError::conflict);
-  CHECK(from_code("whatever") == ApiError::internal);
+  CHECK(from_engine(engine::ActionError::conflict) == ApiError::conflict);
+  CHECK(from_engine(engine::ActionError::not_found) == ApiError::not_found);
   auto r = error_response(ApiError::conflict, "job is completed", json::array{json::object{{"index", 1}}});
   CHECK(r.status == 409);
   auto v = json::parse(r.body);

@@ -28,7 +28,7 @@ TEST_CASE("config: defaults when no file is given")
   CHECK(r->store.videos_dir == "/home/u/.local/state/klingd/videos");
   CHECK(r->socket.path == "/run/klingd/klingd.sock");
   CHECK(r->socket.mode == 0660);
-  CHECK(r->on_ambiguous_create == "fail");
+  CHECK(r->on_ambiguous_create == common::AmbiguousCreate::fail);
   CHECK(r->provider.route.empty()); // provider.route: none, the provider's own default applies
   CHECK(r->api_key.empty());
   CHECK(r->source == "(defaults)");
@@ -67,7 +67,7 @@ TEST_CASE("config: a full file with comments and trailing commas")
   CHECK(r->store.db == "/tmp/st/klingd.db");
   CHECK(r->store.synchronous == "normal");
   CHECK(r->socket.mode == 0600);
-  CHECK(r->on_ambiguous_create == "retry");
+  CHECK(r->on_ambiguous_create == common::AmbiguousCreate::retry);
   CHECK(r->allow_unknown_models);
   CHECK(r->dashboard.listen == "127.0.0.1:8787");
   CHECK(r->dashboard.max_connections == 16);

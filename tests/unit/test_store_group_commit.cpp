@@ -95,9 +95,9 @@ TEST_CASE("store: group commit after SQLite rolled the transaction back commits 
   // I/O error: simulated with a ROLLBACK issued under the committer's feet.
   auto out = f.run_group({
     [](JobStore& s) { insert(s, "before"); },
-    [](JobStore& s) {
+    [&f](JobStore& s) {
       insert(s, "during");
-      s.db().exec("ROLLBACK");
+      f.db.exec("ROLLBACK");
     },
     [&](JobStore& s) {
       ++ran_after;
@@ -130,9 +130,9 @@ TEST_CASE("store: a write that fails with SQLITE_FULL after a rollback fails its
   int ran_after = 0;
   auto out = f.run_group({
     [](JobStore& s) { insert(s, "before"); },
-    [](JobStore& s) {
+    [&f](JobStore& s) {
       insert(s, "during");
-      s.db().exec("ROLLBACK");
+      f.db.exec("ROLLBACK");
       throw SqliteError(13 /* SQLITE_FULL */, "sqlite: database or disk is full");
     },
     [&](JobStore& s) {

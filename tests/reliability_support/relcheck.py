@@ -13,13 +13,13 @@ TERMINAL = ("completed", "failed", "canceled")
 # common/job.cpp is_legal_transition, written again here on purpose: a test that imported the
 # daemon's table would accept whatever the daemon does.
 LEGAL = {
-    "queued": {"submitting", "canceled", "failed"},
+    "queued": {"submitting", "canceled"},
     "submitting": {"generating", "queued", "failed", "canceled"},
     "generating": {"downloading", "failed", "canceled"},
-    "downloading": {"completed", "failed", "canceled", "generating"},
+    "downloading": {"completed", "failed", "canceled"},
     "completed": set(),
     "failed": {"queued", "generating"},
-    "canceled": {"queued", "generating"},
+    "canceled": {"queued", "generating", "submitting"},
 }
 
 

@@ -19,7 +19,8 @@ class Metrics
 public:
   Metrics();
 
-  // Outcome of each create call: accepted, rejected, not_sent, transient, ambiguous, account.
+  // Outcome of each create call: accepted, or its provider::CallClass — safe_retry (provably
+  // not accepted, sent again), ambiguous, job_error (the request refused), account.
   prometheus::Counter& creates(std::string_view outcome);
   prometheus::Counter& polls();
   // Outcome of each download attempt: ok, url_expired, transient, fatal.

@@ -1,4 +1,4 @@
-#include "daemon/notifier.hpp"
+#include "daemon/notifier/notifier.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
