@@ -5,6 +5,7 @@
 
 #include "common/job.hpp"
 #include "common/result.hpp"
+#include "daemon/store/hook_outbox.hpp"
 #include "daemon/store/sqlite.hpp"
 
 #include <cstdint>
@@ -244,6 +245,10 @@ public:
   // history row for the current state (e.g. "reconciling", "url_refresh").
   bool update(std::string_view id, JobState expected, const JobUpdate& update,
               std::optional<std::string> event_step = std::nullopt, std::optional<JobError> event_error = std::nullopt);
+  // Which completion hooks a terminal transition owes (hook_outbox rows written by transition()).
+  void set_hook_policy(const HookPolicy& policy) { m_hooks = policy; }
+  // Appends a history row for the job's current state without changing it (a hook's outcome).
+  bool append_note(std::string_view id, const std::string& step, const std::optional<JobError>& error);
   // Adds lazily counted polls (no event).
   void add_polls(std::string_view id, std::int64_t polls);
 
@@ -307,6 +312,7 @@ private:
 
   Db& m_db;
   std::vector<Event> m_pending;
+  HookPolicy m_hooks;
 };
 
 } // namespace klingd::store
