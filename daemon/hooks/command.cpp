@@ -1,5 +1,6 @@
 #include "daemon/hooks/command.hpp"
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -95,7 +96,8 @@ struct Pipe
 
 } // namespace
 
-asio::awaitable<CommandResult> run_command(asio::any_io_executor ex, const std::vector<std::string>& argv,
+asio::awaitable<CommandResult> run_command(asio::any_io_executor ex, asio::any_io_executor spawn_ex,
+                                           const std::vector<std::string>& argv,
                                            const std::vector<std::string>& env, std::chrono::milliseconds timeout,
                                            std::size_t max_output)
 {
@@ -129,7 +131,9 @@ asio::awaitable<CommandResult> run_command(asio::any_io_executor ex, const std::
   posix_spawnattr_setpgroup(&attr, 0); // its own group: the timeout kills what it started too
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
   pid_t pid = -1;
-  const int rc = ::posix_spawnp(&pid, av[0], &fa, &attr, av.data(), ev.data());
+  const int rc = co_await asio::co_spawn(
+    spawn_ex, [&]() -> asio::awaitable<int> { co_return ::posix_spawnp(&pid, av[0], &fa, &attr, av.data(), ev.data()); },
+    asio::use_awaitable);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   ::close(out.w);

@@ -1,7 +1,8 @@
 // A command hook's child process (docs/contract.md §4.7): posix_spawnp of an argv (no shell) in
 // its own process group, stdin /dev/null, stdout and stderr read through pipes on the loop and
 // kept up to a cap, the exit awaited through a pidfd (a 20 ms waitpid poll where the kernel has
-// none), the whole group killed at the timeout. Nothing blocks the loop.
+// none), the whole group killed at the timeout. Nothing blocks the loop: posix_spawnp itself (a
+// vfork that waits for the child's exec, long on a loaded machine) runs on `spawn_ex`, a thread.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -27,6 +28,7 @@ struct CommandResult
 };
 
 boost::asio::awaitable<CommandResult> run_command(boost::asio::any_io_executor ex,
+                                                  boost::asio::any_io_executor spawn_ex,
                                                   const std::vector<std::string>& argv,
                                                   const std::vector<std::string>& env,
                                                   std::chrono::milliseconds timeout, std::size_t max_output);

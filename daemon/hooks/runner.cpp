@@ -10,6 +10,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <fmt/format.h>
@@ -61,6 +62,7 @@ struct HookRunner::Impl
   store::JobStore& store;
   store::GroupCommitter& committer;
   provider::HttpClient http;
+  asio::thread_pool spawner{1}; // posix_spawnp waits for the child's exec: not on the loop
   asio::steady_timer timer;
   common::Environment parent;
   std::vector<std::int64_t> busy;
@@ -110,7 +112,7 @@ asio::awaitable<std::optional<std::string>> HookRunner::Impl::attempt(const Hook
       co_return fmt::format("hooks.{}.command is no longer configured", name);
     }
     const auto timeout = milliseconds(static_cast<long>(config.hooks.command_timeout_s * 1000));
-    auto r = co_await run_command(ex, hook.command, hook_env(s, config, parent), timeout, config.hooks.output_max_bytes);
+    auto r = co_await run_command(ex, spawner.get_executor(), hook.command, hook_env(s, config, parent), timeout, config.hooks.output_max_bytes);
     const std::string result = r.describe();
     log::write(r.ok() ? log::Level::info : log::Level::warning, r.ok() ? "hook.command_done" : "hook.command_failed",
                {{"hook", s.row.id}, {"job", s.row.job_id}, {"event", event_name(s.row)}, {"result", result},

@@ -4,6 +4,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_future.hpp>
 #include <doctest/doctest.h>
 
@@ -19,7 +20,9 @@ hooks::CommandResult run(std::vector<std::string> argv, std::vector<std::string>
                          std::chrono::milliseconds timeout = 10s, std::size_t cap = 4096)
 {
   asio::io_context ctx;
-  auto f = asio::co_spawn(ctx, hooks::run_command(ctx.get_executor(), argv, env, timeout, cap), asio::use_future);
+  asio::thread_pool spawner(1);
+  auto f = asio::co_spawn(ctx, hooks::run_command(ctx.get_executor(), spawner.get_executor(), argv, env, timeout, cap),
+                          asio::use_future);
   ctx.run();
   return f.get();
 }

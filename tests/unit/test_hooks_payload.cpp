@@ -197,4 +197,10 @@ TEST_CASE("hooks: a terminal transition owes its hooks in the same transaction; 
   CHECK(store::hooks_of_job(f.db, b)[1].status == "delivered");
   CHECK(f.store.history(b).back().step == std::optional<std::string>("hook_delivered"));
   CHECK(store::due_hooks(f.db, "9999", 10, {}).size() == 2);
+  // Retention removes a deleted job's hook rows with it.
+  store::PruneCutoffs all{"9999", "9999", "9999"};
+  auto pruned = f.write([&](store::JobStore& s) { return s.prune(all, 10, std::nullopt, false); });
+  CHECK(pruned.jobs_deleted == 2);
+  CHECK(store::hooks_of_job(f.db, a).empty());
+  CHECK(store::hooks_of_job(f.db, b).empty());
 }
