@@ -72,7 +72,8 @@ struct HookRunner::Impl
   asio::awaitable<void> loop();
   asio::awaitable<void> deliver(store::HookRow row);
   asio::awaitable<std::optional<std::string>> attempt(const HookSubject& s); // nullopt: delivered
-  asio::awaitable<void> settle(const store::HookRow& row, std::optional<std::string> failure);
+  // `final`: no point in trying again (the hook was removed from the config, the job is gone).
+  asio::awaitable<void> settle(const store::HookRow& row, std::optional<std::string> failure, bool final);
 };
 
 asio::awaitable<void> HookRunner::Impl::loop()
@@ -106,13 +107,11 @@ asio::awaitable<void> HookRunner::Impl::loop()
 asio::awaitable<std::optional<std::string>> HookRunner::Impl::attempt(const HookSubject& s)
 {
   const auto& hook = s.row.scope == "batch" ? config.hooks.on_batch_done : config.hooks.on_job_done;
-  const std::string name = s.row.scope == "batch" ? "on_batch_done" : "on_job_done";
   if (s.row.kind == "command") {
-    if (hook.command.empty()) {
-      co_return fmt::format("hooks.{}.command is no longer configured", name);
-    }
     const auto timeout = milliseconds(static_cast<long>(config.hooks.command_timeout_s * 1000));
-    auto r = co_await run_command(ex, spawner.get_executor(), hook.command, hook_env(s, config, parent), timeout, config.hooks.output_max_bytes);
+    const auto argv = hook.command; // a copy: a reload may replace the config while it runs
+    const auto env = hook_env(s, config, parent);
+    auto r = co_await run_command(ex, spawner.get_executor(), argv, env, timeout, config.hooks.output_max_bytes);
     const std::string result = r.describe();
     log::write(r.ok() ? log::Level::info : log::Level::warning, r.ok() ? "hook.command_done" : "hook.command_failed",
                {{"hook", s.row.id}, {"job", s.row.job_id}, {"event", event_name(s.row)}, {"result", result},
@@ -121,9 +120,6 @@ asio::awaitable<std::optional<std::string>> HookRunner::Impl::attempt(const Hook
       co_return std::nullopt;
     }
     co_return r.describe();
-  }
-  if (hook.webhook_url.empty()) {
-    co_return fmt::format("hooks.{}.webhook.url is no longer configured", name);
   }
   provider::HttpRequest req;
   req.method = "POST";
@@ -151,19 +147,25 @@ asio::awaitable<std::optional<std::string>> HookRunner::Impl::attempt(const Hook
 asio::awaitable<void> HookRunner::Impl::deliver(store::HookRow row)
 {
   std::optional<std::string> failure;
+  bool final = true;
   HookSubject s{row, {}, {}};
-  if (auto job = store.get(row.job_id)) {
+  const auto& hook = row.scope == "batch" ? config.hooks.on_batch_done : config.hooks.on_job_done;
+  if (row.kind == "command" ? hook.command.empty() : hook.webhook_url.empty()) {
+    failure = fmt::format("hooks.{}.{} is no longer configured", row.scope == "batch" ? "on_batch_done" : "on_job_done",
+                          row.kind == "command" ? "command" : "webhook.url");
+  } else if (auto job = store.get(row.job_id)) {
     s.job = std::move(*job);
     if (row.scope == "batch") {
       s.batch = BatchFacts{row.subject, store.batch_counts(row.subject), store.batch_spend(row.subject)};
     }
     failure = co_await attempt(s);
+    final = false;
   } else {
     failure = "the job is gone";
   }
   try {
     if (!stopped) {
-      co_await settle(row, std::move(failure));
+      co_await settle(row, std::move(failure), final);
     }
   } catch (const std::exception& e) {
     // The store could not commit: the row stays pending and is tried again (run again, at worst).
@@ -174,12 +176,13 @@ asio::awaitable<void> HookRunner::Impl::deliver(store::HookRow row)
   timer.cancel();
 }
 
-asio::awaitable<void> HookRunner::Impl::settle(const store::HookRow& row, std::optional<std::string> failure)
+asio::awaitable<void> HookRunner::Impl::settle(const store::HookRow& row, std::optional<std::string> failure,
+                                               bool final)
 {
   const int attempts = row.attempts + 1;
   const std::string now = format_rfc3339(now_utc());
   const std::string hook = fmt::format("{} {}", row.scope == "batch" ? "on_batch_done" : "on_job_done", row.kind);
-  if (failure && attempts < config.hooks.max_attempts) {
+  if (failure && !final && attempts < config.hooks.max_attempts) {
     const double pause = std::min(config.hooks.backoff_max_s, config.hooks.backoff_s * std::pow(2.0, attempts - 1));
     const auto next = format_rfc3339(now_utc() + milliseconds(static_cast<long>(pause * 1000)));
     co_await committer.run([&](store::JobStore& s) { store::hook_retry_later(s.db(), row.id, attempts, next, *failure); });
