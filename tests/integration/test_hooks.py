@@ -251,5 +251,21 @@ def test_a_retried_job_owes_its_hook_again_and_bad_config_is_refused():
             assert p.returncode != 0 and words in (p.stdout + p.stderr), (bad, p.stdout, p.stderr)
 
 
+def test_a_hook_removed_from_the_config_is_recorded_failed_at_once():
+    probe = Receiver()
+    url = probe.url
+    probe.close()  # nothing listens there: the first attempt is refused
+    with Klingd(fake_args=FAST_FAKE, config_overrides=hooks_config(job={"webhook": {"url": url}}, backoff_s=1,
+                                                                   backoff_max_s=1, max_attempts=50)) as d:
+        jid = d.submit(specs(1, "hx"))["jobs"][0]["id"]
+        d.wait_terminal([jid])
+        d.wait_for(lambda: d.job(jid)["hooks"] and d.job(jid)["hooks"][0]["attempts"] == 1, 30, what="first attempt")
+        d.stop()
+        d.start({"hooks": {"backoff_s": 1, "backoff_max_s": 1}})  # no on_job_done any more
+        d.wait_for(lambda: d.job(jid)["hooks"][0]["status"] == "failed", 30, what="removed hook settled")
+        h = d.job(jid)["hooks"][0]
+        assert h["attempts"] == 2 and "hooks.on_job_done.webhook.url is no longer configured" in h["last_error"], h
+
+
 if __name__ == "__main__":
     sys.exit(klingtest.run_tests(globals()))
