@@ -120,11 +120,12 @@ int run_daemon(common::Config config, std::string config_path)
   store::GroupCommitter committer(io.get_executor(), job_store);
   Notifier events(io.get_executor());
   Metrics metrics;
-  hooks::HookRunner hook_runner(io.get_executor(), config, job_store, committer);
+  std::optional<hooks::HookRunner> hook_runner; // emplaced with the engine (its HttpClient loads provider.ca_file)
   committer.on_committed = [&](std::vector<store::Event>&& committed) {
     events.notify();
-    if (std::any_of(committed.begin(), committed.end(), [](const auto& e) { return common::is_terminal(e.state); })) {
-      hook_runner.wake(); // a terminal transition may have owed a hook (same transaction)
+    if (hook_runner && std::any_of(committed.begin(), committed.end(),
+                                    [](const auto& e) { return common::is_terminal(e.state); })) {
+      hook_runner->wake(); // a terminal transition may have owed a hook (same transaction)
     }
   };
   store::Maintenance maintenance(io.get_executor(), committer, job_store, config.store.retention);
@@ -134,6 +135,7 @@ int run_daemon(common::Config config, std::string config_path)
   std::optional<engine::Engine> engine_slot;
   try {
     engine_slot.emplace(io.get_executor(), config, *catalog, job_store, committer, metrics);
+    hook_runner.emplace(io.get_executor(), config, job_store, committer);
   } catch (const std::exception& e) {
     log::error("klingd.startup_failed", {{"error", e.what()}});
     return 1;
@@ -166,7 +168,7 @@ int run_daemon(common::Config config, std::string config_path)
   maintenance.start();
 
   asio::co_spawn(io, engine.start(), log::coroutine_failure_handler("engine.start"));
-  hook_runner.start();
+  hook_runner->start();
 
   // Watchdog pings come from the loop itself, so a stuck loop stops them.
   asio::steady_timer watchdog(io);
@@ -212,7 +214,7 @@ int run_daemon(common::Config config, std::string config_path)
             log::set_level(lv);
           }
           engine.reconfigure(config);
-          hook_runner.reconfigure(config);
+          hook_runner->reconfigure(config);
           log::info("config.reloaded", {{"config", config.source}, {"api_key", config.api_key.source}});
         }
         wait_signal();
@@ -242,7 +244,7 @@ int run_daemon(common::Config config, std::string config_path)
           }
           watchdog.cancel();
           maintenance.stop();
-          hook_runner.stop();
+          hook_runner->stop();
           signals.cancel();
           io.stop();
         },
