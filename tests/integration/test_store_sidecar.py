@@ -58,6 +58,9 @@ def test_sidecar_beside_each_mp4_with_redacted_request_and_the_video_facts():
         assert doc["request"]["image_url"] == want and doc["request"]["prompt"] == "move", doc["request"]
         assert base64.b64encode(PNG).decode() not in open(side).read()
         assert set(doc["cost"]) == {"usd", "credits", "refund_usd"} and set(doc["route"]) == {"asked", "served"}
+        # Known by the time the MP4 was ready (the create's headers or the status's meta.usage).
+        assert doc["cost"]["usd"] == j["cost"]["usd"] and doc["cost"]["credits"] == j["cost"]["credits"], (doc, j)
+        assert doc["route"] == j["route"], (doc["route"], j["route"])
         t = doc["timings"]
         assert t["created_at"] == j["created_at"] and t["accepted_at"] and t["completed_at"] and t["attempts"] == 1
         # No temp file is left behind.
