@@ -343,8 +343,10 @@ const std::vector<KeyDef>& key_defs()
         c.hooks.secret = std::string(v.as_string());
         return {};
       },
-      // Shown as set or not, never the value.
-      [](const Config& c) -> json::value { return c.hooks.secret.empty() ? json::value("") : json::value("<redacted>"); }});
+      // Shown as set or not, never the value; "" when it came from hooks.secret_file.
+      [](const Config& c) -> json::value {
+        return c.hooks.secret.empty() || !c.hooks.secret_file.empty() ? json::value("") : json::value("<redacted>");
+      }});
     d.push_back(number_key("hooks.command_timeout_s", [](Config& c) -> auto& { return c.hooks.command_timeout_s; }, 0, 86400, true));
     d.push_back(number_key("hooks.webhook_timeout_s", [](Config& c) -> auto& { return c.hooks.webhook_timeout_s; }, 0, 3600, true));
     d.push_back(integer_key<int>("hooks.max_attempts", [](Config& c) -> auto& { return c.hooks.max_attempts; }, 1, 1000));

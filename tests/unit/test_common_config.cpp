@@ -293,7 +293,12 @@ TEST_CASE("config: hooks and store.sidecar; the webhook secret is required and n
   CHECK(r->hooks.max_attempts == 2);
   const auto text = to_json_text(*r);
   CHECK(text.find("s3cr3t") == std::string::npos);
-  CHECK(text.find("\"secret\": \"<redacted>\"") != std::string::npos);
+  CHECK(text.find("\"secret\": \"\"") != std::string::npos); // from the file: only secret_file is shown
+  auto inline_secret = parse_config(R"({"hooks": {"secret": "s3cr3t-inline"}})", "test.jsonc", base_env());
+  REQUIRE(inline_secret.ok());
+  const auto shown = to_json_text(*inline_secret);
+  CHECK(shown.find("s3cr3t-inline") == std::string::npos);
+  CHECK(shown.find("\"secret\": \"<redacted>\"") != std::string::npos);
 
   auto msg = error_of(R"({"hooks": {"on_job_done": {"webhook": {"url": "http://127.0.0.1:9/h"}}}})");
   CHECK_MESSAGE(msg.find("hooks.secret_file: a webhook is set but no secret") != std::string::npos, msg);
