@@ -229,6 +229,16 @@ int cmd_show(Session& s, const std::string& id)
     request = request.substr(0, 300) + "…";
   }
   row("request", request);
+  if (auto* h = j.if_contains("hooks"); h && h->is_array() && !h->get_array().empty()) {
+    std::cout << "hooks:\n";
+    for (const auto& e : h->get_array()) {
+      const auto& o = e.as_object();
+      const auto* err = o.if_contains("last_error");
+      std::cout << fmt::format("  {} {} ({}): {} after {} attempt(s){}\n", field(o, "hook"), field(o, "kind"),
+                               field(o, "state"), field(o, "status"), field(o, "attempts"),
+                               err && err->is_string() ? " — " + str(*err) : std::string());
+    }
+  }
   if (auto* h = j.if_contains("history"); h && h->is_array()) {
     std::cout << "history:\n";
     for (const auto& e : h->get_array()) {

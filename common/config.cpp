@@ -188,6 +188,35 @@ KeyDef enum_key(std::string_view name, Get ref, std::vector<Enum> values)
     [=](const Config& c) -> json::value { return json::string(to_string(ref(const_cast<Config&>(c)))); }};
 }
 
+// A command line as an argv array of non-empty strings (no shell); [] for none.
+template <typename Get>
+KeyDef argv_key(std::string_view name, Get ref)
+{
+  return KeyDef{
+    name,
+    [=](const json::value& v, Config& c) -> std::string {
+      if (!v.is_array()) {
+        return fmt::format("must be an array of strings, the program then its arguments (got {})", json_kind_name(v));
+      }
+      std::vector<std::string> argv;
+      for (const auto& a : v.as_array()) {
+        if (!a.is_string() || a.as_string().empty() || std::string_view(a.as_string()).find('\0') != std::string_view::npos) {
+          return fmt::format("must hold non-empty strings without NUL (got {})", show(a));
+        }
+        argv.emplace_back(a.as_string());
+      }
+      ref(c) = std::move(argv);
+      return {};
+    },
+    [=](const Config& c) -> json::value {
+      json::array out;
+      for (const auto& a : ref(const_cast<Config&>(c))) {
+        out.emplace_back(json::string(a));
+      }
+      return out;
+    }};
+}
+
 std::function<std::string(const std::string&)> one_of(std::vector<std::string> allowed)
 {
   return [allowed](const std::string& s) -> std::string {
@@ -331,6 +360,32 @@ const std::vector<KeyDef>& key_defs()
     d.push_back(number_key("reconcile.window_s", [](Config& c) -> auto& { return c.reconcile.window_s; }, 0, 30 * 86400, false));
     d.push_back(bool_key("reconcile.absence_proof", [](Config& c) -> auto& { return c.reconcile.absence_proof; }));
     d.push_back(number_key("reconcile.absence_slack_s", [](Config& c) -> auto& { return c.reconcile.absence_slack_s; }, 0, 86400, false));
+    d.push_back(bool_key("store.sidecar", [](Config& c) -> auto& { return c.store.sidecar; }));
+    auto webhook_url = [](const std::string& s) { return s.empty() ? std::string() : check_base_url(s); };
+    d.push_back(argv_key("hooks.on_job_done.command", [](Config& c) -> auto& { return c.hooks.on_job_done.command; }));
+    d.push_back(string_key("hooks.on_job_done.webhook.url", [](Config& c) -> auto& { return c.hooks.on_job_done.webhook_url; }, webhook_url));
+    d.push_back(argv_key("hooks.on_batch_done.command", [](Config& c) -> auto& { return c.hooks.on_batch_done.command; }));
+    d.push_back(string_key("hooks.on_batch_done.webhook.url", [](Config& c) -> auto& { return c.hooks.on_batch_done.webhook_url; }, webhook_url));
+    d.push_back(string_key("hooks.secret_file", [](Config& c) -> auto& { return c.hooks.secret_file; }));
+    d.push_back(KeyDef{
+      "hooks.secret",
+      [](const json::value& v, Config& c) -> std::string {
+        if (!v.is_string()) {
+          return fmt::format("must be a string (got {})", json_kind_name(v));
+        }
+        c.hooks.secret = std::string(v.as_string());
+        return {};
+      },
+      // Shown as set or not, never the value; "" when it came from hooks.secret_file.
+      [](const Config& c) -> json::value {
+        return c.hooks.secret.empty() || !c.hooks.secret_file.empty() ? json::value("") : json::value("<redacted>");
+      }});
+    d.push_back(number_key("hooks.command_timeout_s", [](Config& c) -> auto& { return c.hooks.command_timeout_s; }, 0, 86400, true));
+    d.push_back(number_key("hooks.webhook_timeout_s", [](Config& c) -> auto& { return c.hooks.webhook_timeout_s; }, 0, 3600, true));
+    d.push_back(integer_key<int>("hooks.max_attempts", [](Config& c) -> auto& { return c.hooks.max_attempts; }, 1, 1000));
+    d.push_back(number_key("hooks.backoff_s", [](Config& c) -> auto& { return c.hooks.backoff_s; }, 0, 86400, true));
+    d.push_back(number_key("hooks.backoff_max_s", [](Config& c) -> auto& { return c.hooks.backoff_max_s; }, 0, 86400, true));
+    d.push_back(integer_key<std::size_t>("hooks.output_max_bytes", [](Config& c) -> auto& { return c.hooks.output_max_bytes; }, 0, 1 << 20));
     d.push_back(number_key("shutdown.grace_s", [](Config& c) -> auto& { return c.shutdown.grace_s; }, 0, 3600, false));
     return d;
   }();
@@ -458,6 +513,10 @@ std::string finish(Config& c, const Environment& env)
   if (c.poll.max_s < c.poll.initial_s) {
     return fmt::format("poll.max_s: must be at least poll.initial_s ({} < {})", c.poll.max_s, c.poll.initial_s);
   }
+  if (c.hooks.backoff_max_s < c.hooks.backoff_s) {
+    return fmt::format("hooks.backoff_max_s: must be at least hooks.backoff_s ({} < {})", c.hooks.backoff_max_s,
+                       c.hooks.backoff_s);
+  }
   if (c.retry.max_s < c.retry.base_s) {
     return fmt::format("retry.max_s: must be at least retry.base_s ({} < {})", c.retry.max_s, c.retry.base_s);
   }
@@ -495,6 +554,27 @@ Result<Ok> load_api_key(Config& c, const Environment& env)
   }
   c.api_key = Secret(std::move(key));
   c.api_key.source = c.api_key.empty() ? std::string("none") : source;
+  return Ok{};
+}
+
+// The webhook signing key: hooks.secret_file read here (so a reload picks up a new one).
+Result<Ok> load_hook_secret(Config& c)
+{
+  if (!c.hooks.secret_file.empty()) {
+    if (!c.hooks.secret.empty()) {
+      return make_error("config", "hooks.secret_file: set hooks.secret_file or hooks.secret, not both");
+    }
+    auto data = read_file(c.hooks.secret_file, 64 * 1024);
+    if (!data) {
+      return make_error("config", fmt::format("hooks.secret_file: {}", data.error().message));
+    }
+    c.hooks.secret = trim_trailing(std::move(*data));
+  }
+  const bool webhook = !c.hooks.on_job_done.webhook_url.empty() || !c.hooks.on_batch_done.webhook_url.empty();
+  if (webhook && c.hooks.secret.empty()) {
+    return make_error("config", "hooks.secret_file: a webhook is set but no secret signs it (hooks.secret_file or "
+                                "hooks.secret)");
+  }
   return Ok{};
 }
 
@@ -570,6 +650,9 @@ Result<Config> parse_config(std::string_view text, std::string_view origin, cons
     return make_error("config", fmt::format("config {}: {}", origin, e));
   }
   if (auto r = load_api_key(c, env); !r) {
+    return make_error("config", fmt::format("config {}: {}", origin, r.error().message));
+  }
+  if (auto r = load_hook_secret(c); !r) {
     return make_error("config", fmt::format("config {}: {}", origin, r.error().message));
   }
   return c;

@@ -90,6 +90,8 @@ struct Config
     std::string db;
     std::string videos_dir;
     std::string synchronous = "full";
+    // Write `<name>.json` (the job's metadata) beside each MP4, durable with it (docs/contract.md §4.6).
+    bool sidecar = false;
     // Days a terminal job is kept after it finished; nullopt: forever (the default).
     // What pruning removes is in docs/operations.md, "Retention".
     struct Retention
@@ -138,6 +140,29 @@ struct Config
   {
     double grace_s = 10;
   } shutdown;
+  // Completion hooks (docs/contract.md §4.7): a command (argv, no shell) and/or a signed webhook
+  // when a job ends (completed, failed, canceled) and when every job of a batch has ended.
+  struct Hook
+  {
+    std::vector<std::string> command; // empty: none
+    std::string webhook_url;          // empty: none
+    bool any() const { return !command.empty() || !webhook_url.empty(); }
+  };
+  struct Hooks
+  {
+    Hook on_job_done;
+    Hook on_batch_done;
+    // The HMAC-SHA256 key of X-Klingd-Signature: the file's content (trailing newline dropped)
+    // or `secret` itself. Required when a webhook is set; never logged or shown.
+    std::string secret_file;
+    std::string secret;
+    double command_timeout_s = 60;
+    double webhook_timeout_s = 10;
+    int max_attempts = 5;       // deliveries tried before the hook is recorded failed
+    double backoff_s = 5;       // first pause between attempts, doubling
+    double backoff_max_s = 600; // longest pause
+    std::size_t output_max_bytes = 4096; // a command's stdout and stderr kept (each) for the log
+  } hooks;
 
   Secret api_key;
   std::string source; // the file it was read from, or "(defaults)"

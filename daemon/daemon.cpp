@@ -9,6 +9,7 @@
 #include "daemon/dashboard/access.hpp"
 #include "daemon/dashboard/routes.hpp"
 #include "daemon/engine/engine.hpp"
+#include "daemon/hooks/runner.hpp"
 #include "daemon/metrics/metrics.hpp"
 #include "daemon/notifier/notifier.hpp"
 #include "daemon/sd_notify.hpp"
@@ -18,6 +19,8 @@
 #include "daemon/store/migrate.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+
+#include <algorithm>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -119,7 +122,14 @@ int run_daemon(common::Config config, std::string config_path)
   store::GroupCommitter committer(io.get_executor(), job_store);
   Notifier events(io.get_executor());
   Metrics metrics;
-  committer.on_committed = [&](std::vector<store::Event>&&) { events.notify(); };
+  std::optional<hooks::HookRunner> hook_runner; // emplaced with the engine (its HttpClient loads provider.ca_file)
+  committer.on_committed = [&](std::vector<store::Event>&& committed) {
+    events.notify();
+    if (hook_runner && std::any_of(committed.begin(), committed.end(),
+                                    [](const auto& e) { return common::is_terminal(e.state); })) {
+      hook_runner->wake(); // a terminal transition may have owed a hook (same transaction)
+    }
+  };
   store::Maintenance maintenance(io.get_executor(), committer, job_store, config.store.retention);
 
   // The engine opens the provider's TLS context: a provider.ca_file that cannot be loaded is a
@@ -127,6 +137,7 @@ int run_daemon(common::Config config, std::string config_path)
   std::optional<engine::Engine> engine_slot;
   try {
     engine_slot.emplace(io.get_executor(), config, *catalog, job_store, committer, metrics);
+    hook_runner.emplace(io.get_executor(), config, job_store, committer);
   } catch (const std::exception& e) {
     log::error("klingd.startup_failed", {{"error", e.what()}});
     return 1;
@@ -163,6 +174,7 @@ int run_daemon(common::Config config, std::string config_path)
   maintenance.start();
 
   asio::co_spawn(io, engine.start(), log::coroutine_failure_handler("engine.start"));
+  hook_runner->start();
 
   // Watchdog pings come from the loop itself, so a stuck loop stops them.
   asio::steady_timer watchdog(io);
@@ -208,6 +220,7 @@ int run_daemon(common::Config config, std::string config_path)
             log::set_level(lv);
           }
           engine.reconfigure(config);
+          hook_runner->reconfigure(config);
           log::info("config.reloaded", {{"config", config.source}, {"api_key", config.api_key.source}});
         }
         wait_signal();
@@ -237,6 +250,7 @@ int run_daemon(common::Config config, std::string config_path)
           }
           watchdog.cancel();
           maintenance.stop();
+          hook_runner->stop();
           signals.cancel();
           io.stop();
         },

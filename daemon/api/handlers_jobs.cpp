@@ -308,6 +308,18 @@ asio::awaitable<Response> handle_get(ApiContext ctx, Request req, PathParams par
     history.push_back(history_to_json(e));
   }
   o["history"] = std::move(history);
+  json::array hooks; // docs/contract.md §4.7: the completion hooks its terminal transitions owed
+  for (const auto& h : ctx.store.hooks_of_job(job->id)) {
+    hooks.push_back(json::object{{"hook", h.scope == "job" ? "on_job_done" : "on_batch_done"},
+                                 {"kind", h.kind},
+                                 {"state", common::to_string(h.state)},
+                                 {"status", h.status},
+                                 {"attempts", h.attempts},
+                                 {"created_at", h.created_at},
+                                 {"finished_at", h.finished_at ? json::value(*h.finished_at) : json::value(nullptr)},
+                                 {"last_error", h.last_error ? json::value(*h.last_error) : json::value(nullptr)}});
+  }
+  o["hooks"] = std::move(hooks);
   co_return json_response(200, o);
 }
 

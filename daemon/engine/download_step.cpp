@@ -2,6 +2,8 @@
 
 #include "common/catalog.hpp"
 #include "common/log.hpp"
+#include "common/time.hpp"
+#include "daemon/engine/job_document.hpp"
 #include "daemon/metrics/metrics.hpp"
 #include "daemon/store/group_commit.hpp"
 
@@ -70,6 +72,15 @@ asio::awaitable<DownloadEnd> DownloadStep::run(Job job, Actor& a)
     fs::remove(fs::path(task.final_path).concat(".part"), ec); // older versions' unnamed part
     if (job.video_file_size) {
       task.expected_size = static_cast<std::uint64_t>(*job.video_file_size);
+    }
+    if (m_core.config.store.sidecar) {
+      // The job as the store holds it when the MP4 is ready (cost and route as known by then).
+      task.sidecar_name = sidecar_path(task.final_path).filename().string();
+      task.sidecar = [this, job, path = task.final_path](const std::string& sha, std::uint64_t bytes) {
+        const auto fresh = m_core.store.get(job.id);
+        return sidecar_json(fresh.value_or(job), m_core.config.store.videos_dir,
+                            VideoFacts{path.lexically_normal().string(), bytes, sha}, format_rfc3339(now_utc()));
+      };
     }
     task.max_bytes = m_core.config.download.max_bytes;
     task.allow_http = m_core.config.download.allow_http;

@@ -2,6 +2,7 @@
 // arrive (page-cache writes, bounded by the 64 KiB pieces HttpClient hands over); the calls
 // that may block for long on a big file — fsync of the file and of its directory, and
 // re-hashing an existing .part prefix on resume — run on a one-thread pool and co_await back.
+// With a sidecar (store.sidecar) it is written and fsynced beside the MP4 before the rename.
 #include "daemon/engine/downloader.hpp"
 
 #include "daemon/engine/download_checks.hpp"
@@ -14,16 +15,11 @@
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
 
-#include <openssl/evp.h>
-
 #include <fmt/format.h>
 
 #include <array>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
-#include <system_error>
-#include <type_traits>
 #include <vector>
 
 #include <fcntl.h>
@@ -128,24 +124,14 @@ struct Transfer
 // Reads the existing .part to rebuild the hash state and the magic bytes (worker thread).
 Result<Ok> rehash_prefix(int fd, std::uint64_t size, Transfer* t)
 {
-  std::vector<char> buf(1 << 20);
-  std::uint64_t done = 0;
-  while (done < size) {
-    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), size - done));
-    const auto n = ::pread(fd, buf.data(), want, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      return make_error("io", fmt::format("read .part: {}", n < 0 ? errno_text(errno) : "short file"));
-    }
-    const std::string_view piece(buf.data(), static_cast<std::size_t>(n));
-    t->note_magic(piece, done);
+  auto r = read_prefix(fd, size, [t](std::string_view piece, std::uint64_t at) {
+    t->note_magic(piece, at);
     t->sha.update(piece);
-    done += static_cast<std::uint64_t>(n);
+  });
+  if (r) {
+    t->have = size;
   }
-  t->have = size;
-  return Ok{};
+  return r;
 }
 
 } // namespace
@@ -459,6 +445,21 @@ asio::awaitable<DownloadOutcome> Downloader::Impl::fetch(DownloadTask task)
     if (!synced) {
       co_return transient(synced.error().message);
     }
+    const std::string sha_hex = t.sha.hex();
+    if (task.sidecar) { // beside the MP4 before it is in place: a completed job never lacks it
+      auto side = write_temp(*final_place, task.sidecar_name, task.sidecar(sha_hex, t.have));
+      const int side_fd = side ? side->fd() : -1;
+      Result<Ok> r = side ? Result<Ok>(Ok{}) : Result<Ok>(side.error());
+      if (r) {
+        r = co_await offload([side_fd] { return fsync_path_fd(side_fd, "sidecar"); });
+      }
+      if (r) {
+        r = rename_in(*final_place, task.sidecar_name);
+      }
+      if (!r) {
+        co_return transient(r.error().message);
+      }
+    }
     // renameat replaces whatever is at the final name (a planted link included) itself.
     if (::renameat(part_place->dir.fd(), part_place->name.c_str(), final_place->dir.fd(),
                    final_place->name.c_str()) != 0) {
@@ -476,7 +477,7 @@ asio::awaitable<DownloadOutcome> Downloader::Impl::fetch(DownloadTask task)
     DownloadOutcome out;
     out.status = DownloadStatus::ok;
     out.bytes = t.have;
-    out.sha256_hex = t.sha.hex();
+    out.sha256_hex = sha_hex;
     out.http_status = status_seen;
     out.resumed = resuming_from_start && status_seen == 206;
     co_return out;
@@ -484,12 +485,8 @@ asio::awaitable<DownloadOutcome> Downloader::Impl::fetch(DownloadTask task)
 }
 
 Downloader::Downloader(provider::HttpClient& http, asio::any_io_executor ex)
-  : m_impl(std::make_unique<Impl>(http, std::move(ex)))
-{
-}
-
+  : m_impl(std::make_unique<Impl>(http, std::move(ex))) {}
 Downloader::~Downloader() = default;
-
 asio::awaitable<DownloadOutcome> Downloader::fetch(DownloadTask task)
 {
   co_return co_await m_impl->fetch(std::move(task));

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,6 +39,11 @@ struct DownloadTask
   // opened without following symlinks (created ones are fsynced), and a .part that is a
   // link or not a regular file is refused — all fatal. Empty: no confinement.
   std::filesystem::path store_root;
+  // Set (store.sidecar): its text, given the MP4's sha256 and size, is written to `sidecar_name`
+  // in the MP4's directory (temp file, fsync, rename) just before the MP4 is renamed into place;
+  // one directory fsync then makes both durable (docs/contract.md §4.6).
+  std::function<std::string(const std::string& sha256, std::uint64_t bytes)> sidecar;
+  std::string sidecar_name;
 };
 
 enum class DownloadStatus {

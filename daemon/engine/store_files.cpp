@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <system_error>
 
@@ -34,6 +35,25 @@ Result<Ok> fsync_path_fd(int fd, const char* what)
 {
   if (::fsync(fd) != 0) {
     return make_error("io", fmt::format("fsync {}: {}", what, errno_text(errno)));
+  }
+  return Ok{};
+}
+
+Result<Ok> read_prefix(int fd, std::uint64_t size, const std::function<void(std::string_view, std::uint64_t)>& each)
+{
+  std::vector<char> buf(1 << 20);
+  std::uint64_t done = 0;
+  while (done < size) {
+    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), size - done));
+    const auto n = ::pread(fd, buf.data(), want, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return make_error("io", fmt::format("read .part: {}", n < 0 ? errno_text(errno) : "short file"));
+    }
+    each(std::string_view(buf.data(), static_cast<std::size_t>(n)), done);
+    done += static_cast<std::uint64_t>(n);
   }
   return Ok{};
 }
@@ -137,6 +157,29 @@ Result<File> open_part(const Place& place, const fs::path& shown)
     return make_error(std::string(k_confined), fmt::format("{} is not a regular file: refused", shown.string()));
   }
   return file;
+}
+
+Result<File> write_temp(const Place& place, const std::string& name, std::string_view text)
+{
+  const std::string temp = name + ".tmp";
+  ::unlinkat(place.dir.fd(), temp.c_str(), 0);
+  File file(::openat(place.dir.fd(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!file.is_open()) {
+    return make_error("io", fmt::format("create {}: {}", temp, errno_text(errno)));
+  }
+  if (auto r = write_all(file.fd(), text); !r) {
+    return r.error();
+  }
+  return file;
+}
+
+Result<Ok> rename_in(const Place& place, const std::string& name)
+{
+  const std::string temp = name + ".tmp";
+  if (::renameat(place.dir.fd(), temp.c_str(), place.dir.fd(), name.c_str()) != 0) {
+    return make_error("io", fmt::format("rename {} into place: {}", temp, errno_text(errno)));
+  }
+  return Ok{};
 }
 
 Result<Ok> fsync_dirs(const std::vector<File>* dirs)

@@ -13,6 +13,7 @@
 #include <utility>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -87,6 +88,9 @@ Result<Ok> write_all(int fd, std::string_view data);
 
 Result<Ok> fsync_path_fd(int fd, const char* what);
 
+// Reads the first `size` bytes of `fd` in 1 MiB pieces, each handed to `each` with its offset.
+Result<Ok> read_prefix(int fd, std::uint64_t size, const std::function<void(std::string_view, std::uint64_t)>& each);
+
 // Error code of a path that would leave the store (or goes through a link): the job fails.
 inline constexpr std::string_view k_confined = "confined";
 
@@ -108,6 +112,13 @@ Result<Place> open_place(const fs::path& root, const fs::path& path, bool create
 // Opens the .part for reading and appending: an existing one without following a link, a
 // new one with O_EXCL. O_NONBLOCK: a FIFO planted there does not hang the loop.
 Result<File> open_part(const Place& place, const fs::path& shown);
+
+// Writes `text` into a new `<name>.tmp` in `place` (a stale one is removed first; O_EXCL, no link
+// followed) and returns it open, not yet fsynced: the caller fsyncs it (worker thread) and then
+// rename_in()s it over `name`.
+Result<File> write_temp(const Place& place, const std::string& name, std::string_view text);
+// Renames `<name>.tmp` over `name` in `place` (the directory still needs its fsync).
+Result<Ok> rename_in(const Place& place, const std::string& name);
 
 // Makes the entries a fetch created durable (worker thread).
 Result<Ok> fsync_dirs(const std::vector<File>* dirs);

@@ -439,6 +439,19 @@ bool JobStore::transition(std::string_view id, JobState from, JobState to, const
   }
   auto job = get(id);
   append_event(*job, to, job->step, job->error, now);
+  if (common::is_terminal(to) && m_hooks.any()) {
+    owe_hooks(m_db, m_hooks, job->id, job->batch, to, m_pending.back().seq, now);
+  }
+  return true;
+}
+
+bool JobStore::append_note(std::string_view id, const std::string& step, const std::optional<JobError>& error)
+{
+  auto job = get(id);
+  if (!job) {
+    return false;
+  }
+  append_event(*job, job->state, step, error, format_rfc3339(now_utc()));
   return true;
 }
 
@@ -847,7 +860,8 @@ PruneStats JobStore::prune(const PruneCutoffs& cutoffs, std::size_t limit, const
       t.run();
     }
     for (const char* sql : {"DELETE FROM job_events WHERE job_id = ?", "DELETE FROM job_labels WHERE job_id = ?",
-                            "DELETE FROM create_attempts WHERE job_id = ?", "DELETE FROM jobs WHERE id = ?"}) {
+                            "DELETE FROM create_attempts WHERE job_id = ?", "DELETE FROM hook_outbox WHERE job_id = ?",
+                            "DELETE FROM jobs WHERE id = ?"}) {
       auto del = m_db.prepare(sql);
       del.bind(1, c.id);
       del.run();

@@ -5,6 +5,7 @@
 
 #include "common/job.hpp"
 #include "common/result.hpp"
+#include "daemon/store/hook_outbox.hpp"
 #include "daemon/store/sqlite.hpp"
 
 #include <cstdint>
@@ -261,6 +262,26 @@ public:
   // history row for the current state (e.g. "reconciling", "url_refresh").
   bool update(std::string_view id, JobState expected, const JobUpdate& update,
               std::optional<std::string> event_step = std::nullopt, std::optional<JobError> event_error = std::nullopt);
+  // Which completion hooks a terminal transition owes (hook_outbox rows written by transition()).
+  void set_hook_policy(const HookPolicy& policy) { m_hooks = policy; }
+  // The hook outbox (hook_outbox.hpp): what the hook runner and `GET /v1/jobs/{id}` read and settle.
+  std::vector<HookRow> due_hooks(const std::string& now, std::size_t limit, const std::vector<std::int64_t>& busy)
+  {
+    return store::due_hooks(m_db, now, limit, busy);
+  }
+  std::optional<std::string> next_hook_due() { return store::next_hook_due(m_db); }
+  void hook_retry_later(std::int64_t id, int attempts, const std::string& next_at, const std::string& error)
+  {
+    store::hook_retry_later(m_db, id, attempts, next_at, error);
+  }
+  void hook_settled(std::int64_t id, std::string_view status, int attempts, const std::optional<std::string>& error,
+                    const std::string& now)
+  {
+    store::hook_settled(m_db, id, status, attempts, error, now);
+  }
+  std::vector<HookRow> hooks_of_job(std::string_view job_id) { return store::hooks_of_job(m_db, job_id); }
+  // Appends a history row for the job's current state without changing it (a hook's outcome).
+  bool append_note(std::string_view id, const std::string& step, const std::optional<JobError>& error);
   // Adds lazily counted polls (no event).
   void add_polls(std::string_view id, std::int64_t polls);
 
@@ -340,6 +361,7 @@ private:
 
   Db& m_db;
   std::vector<Event> m_pending;
+  HookPolicy m_hooks;
 };
 
 } // namespace klingd::store

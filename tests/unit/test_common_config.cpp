@@ -3,6 +3,7 @@
 
 #include <boost/json.hpp>
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 using namespace klingd;
 using namespace klingd::common;
@@ -268,4 +269,47 @@ TEST_CASE("config: store.retention, days per final state or null (forever)")
   CHECK_MESSAGE(msg.find("store.retention.done_days: unknown key") != std::string::npos, msg);
   msg = error_of(R"({"store": {"retention": 30}})");
   CHECK_MESSAGE(msg.find("store.retention: must be an object") != std::string::npos, msg);
+}
+
+TEST_CASE("config: hooks and store.sidecar; the webhook secret is required and never shown")
+{
+  auto dflt = parse_config("{}", "test.jsonc", base_env());
+  REQUIRE(dflt.ok());
+  CHECK_FALSE(dflt->store.sidecar);
+  CHECK_FALSE(dflt->hooks.on_job_done.any());
+  CHECK(dflt->hooks.max_attempts == 5);
+  test::ScratchDir dir;
+  const auto secret = dir.write("hook_secret", "s3cr3t-value\n");
+  auto r = parse_config(fmt::format(R"({{"store": {{"sidecar": true}}, "hooks": {{"secret_file": "{}",
+    "on_job_done": {{"command": ["/bin/echo", "done"], "webhook": {{"url": "https://hooks.example/x"}}}},
+    "on_batch_done": {{"command": ["notify"]}}, "max_attempts": 2}}}})", secret),
+                        "test.jsonc", base_env());
+  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message));
+  CHECK(r->store.sidecar);
+  CHECK(r->hooks.on_job_done.command == std::vector<std::string>{"/bin/echo", "done"});
+  CHECK(r->hooks.on_job_done.webhook_url == "https://hooks.example/x");
+  CHECK(r->hooks.on_batch_done.command == std::vector<std::string>{"notify"});
+  CHECK(r->hooks.secret == "s3cr3t-value");
+  CHECK(r->hooks.max_attempts == 2);
+  const auto text = to_json_text(*r);
+  CHECK(text.find("s3cr3t") == std::string::npos);
+  CHECK(text.find("\"secret\": \"\"") != std::string::npos); // from the file: only secret_file is shown
+  auto inline_secret = parse_config(R"({"hooks": {"secret": "s3cr3t-inline"}})", "test.jsonc", base_env());
+  REQUIRE(inline_secret.ok());
+  const auto shown = to_json_text(*inline_secret);
+  CHECK(shown.find("s3cr3t-inline") == std::string::npos);
+  CHECK(shown.find("\"secret\": \"<redacted>\"") != std::string::npos);
+
+  auto msg = error_of(R"({"hooks": {"on_job_done": {"webhook": {"url": "http://127.0.0.1:9/h"}}}})");
+  CHECK_MESSAGE(msg.find("hooks.secret_file: a webhook is set but no secret") != std::string::npos, msg);
+  msg = error_of(R"({"hooks": {"on_job_done": {"command": "echo hi"}}})");
+  CHECK_MESSAGE(msg.find("hooks.on_job_done.command: must be an array of strings") != std::string::npos, msg);
+  msg = error_of(R"({"hooks": {"on_job_done": {"command": ["echo", ""]}}})");
+  CHECK_MESSAGE(msg.find("hooks.on_job_done.command: must hold non-empty strings") != std::string::npos, msg);
+  msg = error_of(R"({"hooks": {"secret": "s", "on_batch_done": {"webhook": {"url": "ftp://x/y"}}}})");
+  CHECK_MESSAGE(msg.find("hooks.on_batch_done.webhook.url: must be an http or https URL") != std::string::npos, msg);
+  msg = error_of(R"({"hooks": {"secret": "s", "secret_file": "/nonexistent"}})");
+  CHECK_MESSAGE(msg.find("not both") != std::string::npos, msg);
+  msg = error_of(R"({"hooks": {"secret_file": "/nonexistent/secret"}})");
+  CHECK_MESSAGE(msg.find("hooks.secret_file: cannot read /nonexistent/secret") != std::string::npos, msg);
 }
