@@ -7,5 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-scripts/build.sh build
+# Only what the demo runs (the tests are built by the test command, into the same tree).
+KLINGD_TARGETS="klingd klingctl fake-aimlapi" scripts/build.sh build
 exec python3 scripts/demo.py --build build "${1:-examples/jobs.jsonl}"

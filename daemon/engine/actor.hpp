@@ -20,6 +20,7 @@ struct Actor
   bool claimed = false;           // picked from the queue, not yet `submitting` in the store
   bool user_canceled = false;
   bool spread_first_poll = false; // resumed at start: spread the first poll
+  bool just_accepted = false;     // its create was accepted in this run: polls see the whole wait
   double expected_cost = 0;       // estimate made at dispatch (budgets)
   std::string batch;              // for the per-batch budget while claimed
   std::int64_t unflushed_polls = 0;

@@ -96,6 +96,7 @@ asio::awaitable<void> ActorSet::run(Job job)
     switch (job.state) {
     case JobState::queued:
       next = co_await m_create.run(job, *a) == CreateEnd::accepted;
+      a->just_accepted = next;
       break;
     case JobState::generating:
       next = co_await m_poller.run(job, *a) == PollEnd::video_ready;

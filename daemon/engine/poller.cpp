@@ -32,7 +32,7 @@ struct Poller::State
   PollSchedule schedule;
   Clock::time_point accepted{};
   std::optional<Clock::time_point> last_working; // the last poll that saw it still running
-  bool fresh = false;        // polled from its acceptance on (not resumed after a restart)
+  bool fresh = false;        // polled from its acceptance on (not resumed, adopted or retried)
   std::int64_t video_s = 0;  // the learned-times key (with the model)
   std::string last_status;
   bool logged_unknown = false;
@@ -56,7 +56,7 @@ asio::awaitable<PollEnd> Poller::run(const Job& job, Actor& a)
   ps.accepted = Clock::now() - std::max(since, Clock::duration{});
   const auto deadline =
     ps.accepted + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(job.timeout_s));
-  ps.fresh = since < seconds(1) && !a.spread_first_poll;
+  ps.fresh = std::exchange(a.just_accepted, false);
   ps.video_s = video_seconds(job);
   if (m_core.config.poll.learn) {
     if (auto p = m_core.generation_times.profile(job.model, ps.video_s)) {
@@ -249,7 +249,8 @@ std::int64_t Poller::video_seconds(const Job& job) const
 // The sample a completed generation teaches (docs/contract.md §3.3): it ended between the last
 // poll that saw it running and this one — their midpoint. Seen done at its first poll, it ended
 // before: one short step earlier (at least halfway), so the expectation can follow a provider
-// that got faster. A job resumed after a restart teaches nothing (its wait was not observed).
+// that got faster — but only when this run sent the create: a job resumed after a restart, adopted
+// by the reconciler or retried onto a generation it holds did not watch the whole wait.
 std::optional<store::GenerationTime> Poller::generation_time(const Job& job, const State& ps) const
 {
   const auto now = Clock::now();
