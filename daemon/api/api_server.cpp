@@ -18,6 +18,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -49,9 +50,12 @@ namespace http = beast::http;
 namespace json = boost::json;
 using Local = asio::local::stream_protocol;
 using Tcp = asio::ip::tcp;
-// One session code for both listeners: the Unix socket and the dashboard's TCP port.
-template <typename Proto>
-using StreamOf = beast::basic_stream<Proto, asio::any_io_executor, beast::unlimited_rate_policy>;
+// One session code, compiled once, for both listeners: the Unix socket and the dashboard's
+// TCP port. An accepted socket is handed over as a generic stream socket (same descriptor),
+// so the coroutine and Beast's read/write templates are instantiated for one stream type
+// only (this file was the slowest of the build when it had one per protocol).
+using Generic = asio::generic::stream_protocol;
+using Stream = beast::basic_stream<Generic, asio::any_io_executor, beast::unlimited_rate_policy>;
 using namespace std::chrono_literals;
 
 namespace {
@@ -296,8 +300,7 @@ public:
 
   template <typename Acceptor>
   static asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self, Acceptor* acceptor, bool dashboard);
-  template <typename Proto>
-  static asio::awaitable<void> session(std::shared_ptr<Impl> self, typename Proto::socket sock,
+  static asio::awaitable<void> session(std::shared_ptr<Impl> self, Generic::socket sock, Peer peer,
                                        std::shared_ptr<Conn> conn);
   template <typename Stream>
   static asio::awaitable<bool> write_response(Stream& stream, Response res, bool keep_alive, unsigned version,
@@ -385,7 +388,6 @@ void ApiServer::Impl::unregister(Conn& conn)
 template <typename Acceptor>
 asio::awaitable<void> ApiServer::Impl::accept_loop(std::shared_ptr<Impl> self, Acceptor* acceptor, bool dashboard)
 {
-  using Proto = typename Acceptor::protocol_type;
   while (!self->m_stopping) {
     auto [ec, sock] = co_await acceptor->async_accept(k_tuple);
     if (ec) {
@@ -404,7 +406,19 @@ asio::awaitable<void> ApiServer::Impl::accept_loop(std::shared_ptr<Impl> self, A
       sock.close(ignored);
       continue;
     }
-    asio::co_spawn(self->m_ex, session<Proto>(self, std::move(sock), std::move(conn)), [](std::exception_ptr e) {
+    const Peer peer = peer_of(sock);
+    const auto protocol = sock.local_endpoint(ec).protocol();
+    Generic::socket generic(self->m_ex);
+    if (!ec) {
+      generic.assign(Generic(protocol.family(), protocol.protocol()), sock.release(ec), ec);
+    }
+    if (ec) {
+      log::warning("api.accept_failed", {{"error", ec.message()}});
+      boost::system::error_code ignored;
+      sock.close(ignored);
+      continue;
+    }
+    asio::co_spawn(self->m_ex, session(self, std::move(generic), peer, std::move(conn)), [](std::exception_ptr e) {
       if (e) {
         try {
           std::rethrow_exception(e);
@@ -544,14 +558,11 @@ asio::awaitable<void> ApiServer::Impl::stream_events(std::shared_ptr<Impl> self,
   co_await asio::async_write(stream, http::make_chunk_last(), k_tuple);
 }
 
-template <typename Proto>
-asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, typename Proto::socket sock,
+asio::awaitable<void> ApiServer::Impl::session(std::shared_ptr<Impl> self, Generic::socket sock, Peer peer,
                                                std::shared_ptr<Conn> conn_ptr)
 {
-  using Stream = StreamOf<Proto>;
   Conn& conn = *conn_ptr;
   const bool dashboard = conn.dashboard;
-  const Peer peer = peer_of(sock);
   Stream stream(std::move(sock));
   conn.cancel = [&stream] { stream.cancel(); };
   struct Unregister
