@@ -757,10 +757,43 @@ def bench_polls(repeat, scale=30.0, per_model=10):
         f"{bl:.1f} s ({bmax:.1f} s)", fmt_ratio(ol / bl if bl else None), "≤ 1×", ol <= bl)
 
 
+# --- 7. cold build of the daemon (issue 19.5) -------------------------------------------------
+
+def bench_build(repeat):
+    """Cold build of the `klingd` target alone (configure + ninja in an empty directory, no
+    compiler cache, -j nproc), once with KLINGD_FAST_BUILD (Asio/Beast compiled once,
+    precompiled headers) and, as the baseline in the same run, once without it. Minutes each:
+    run once whatever --repeat says."""
+    wd = workdir("build")
+    env = dict(os.environ, CCACHE_DISABLE="1")
+    env.pop("CMAKE_CXX_COMPILER_LAUNCHER", None)
+
+    def cold(fast):
+        out = os.path.join(wd, "fast" if fast else "plain")
+        subprocess.run(["cmake", "-S", SRC, "-B", out, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+                        f"-DKLINGD_FAST_BUILD={'ON' if fast else 'OFF'}", "-DCMAKE_CXX_COMPILER_LAUNCHER="],
+                       check=True, capture_output=True, env=env)
+        t = time.monotonic()
+        subprocess.run(["ninja", "-C", out, f"-j{os.cpu_count()}", "klingd"], check=True, capture_output=True,
+                       env=env)
+        secs = time.monotonic() - t
+        log(f"build: klingd cold, KLINGD_FAST_BUILD={'ON' if fast else 'OFF'}: {secs:.0f} s")
+        return secs
+
+    try:
+        plain = cold(False)
+        fast = cold(True)
+        add("build", "cold build of klingd alone (-j" + str(os.cpu_count()) + ")", f"{fast:.0f} s",
+            "same, KLINGD_FAST_BUILD=OFF", f"{plain:.0f} s", fmt_ratio(fast / plain), "≤ 0.80×",
+            fast <= 0.8 * plain, "configure excluded; no compiler cache")
+    finally:
+        shutil.rmtree(wd, ignore_errors=True)
+
+
 # --- main ------------------------------------------------------------------------------------
 
 BENCHES = {"submit": bench_submit, "scale": bench_scale, "download": bench_download, "restart": bench_restart,
-           "wal": bench_wal, "polls": bench_polls}
+           "wal": bench_wal, "polls": bench_polls, "build": bench_build}
 
 
 def main():
