@@ -105,6 +105,7 @@ asio::awaitable<void> ActorSet::run(std::unique_ptr<Job> job)
       co_await m_core.create_slots.acquire();
       next = co_await m_create.run(*job, *a, AsyncSemaphore::Permit(m_core.create_slots)) == CreateEnd::accepted;
       a->just_accepted = next;
+      m_core.create_settled(); // its create slot is free again
       break;
     }
     case JobState::generating: {

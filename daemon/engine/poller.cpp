@@ -31,6 +31,7 @@ struct Poller::State
   explicit State(const common::Config::Poll& poll) : schedule(poll) {}
   PollSchedule schedule;
   Clock::time_point accepted{};
+  Clock::time_point deadline{};
   std::optional<Clock::time_point> last_working; // the last poll that saw it still running
   bool fresh = false;        // polled from its acceptance on (not resumed, adopted or retried)
   std::string last_status;
@@ -59,18 +60,16 @@ asio::awaitable<PollEnd> Poller::run(const Job& job, Actor& a)
   return poll_loop(std::move(pj), a);
 }
 
-// The waiting loop: between polls a generating job holds this frame (the PollJob and State),
-// a timer, and nothing else; a poll's own frame exists only once a poll slot is held.
-asio::awaitable<PollEnd> Poller::poll_loop(PollJob job, Actor& a)
+// Not a coroutine (GCC keeps every local of a coroutine in its frame): the schedule's start.
+void Poller::begin(PollJob& job, Actor& a, State& ps)
 {
   a.phase = Actor::Phase::polling;
   set_in_flight(m_core, a, true);
   // accepted_at is wall-clock; map it onto the steady clock once.
   const auto since = job.accepted_at ? std::chrono::duration_cast<Clock::duration>(now_utc() - *job.accepted_at)
                                      : Clock::duration{};
-  State ps(m_core.config.poll);
   ps.accepted = Clock::now() - std::max(since, Clock::duration{});
-  const auto deadline =
+  ps.deadline =
     ps.accepted + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(job.timeout_s));
   ps.fresh = std::exchange(a.just_accepted, false);
   if (m_core.config.poll.learn) {
@@ -87,7 +86,15 @@ asio::awaitable<PollEnd> Poller::poll_loop(PollJob job, Actor& a)
     a.spread_first_poll = false;
   }
   ps.last_status = std::move(job.provider_status);
+}
 
+// The waiting loop: between polls a generating job holds this frame (the PollJob and State),
+// a timer, and nothing else; a poll's own frame exists only once a poll slot is held.
+asio::awaitable<PollEnd> Poller::poll_loop(PollJob job, Actor& a)
+{
+  State ps(m_core.config.poll);
+  begin(job, a, ps);
+  const auto deadline = ps.deadline;
   int last_looks = 0;
   for (;;) {
     const auto now = Clock::now();

@@ -49,6 +49,7 @@ private:
   // answer, the updates it commits) exists only while a poll is out.
   struct State;
   boost::asio::awaitable<PollEnd> poll_loop(PollJob job, Actor& a);
+  void begin(PollJob& job, Actor& a, State& ps);
   std::int64_t video_seconds(const store::Job& job) const;
   std::optional<store::GenerationTime> generation_time(const PollJob& job, const State& ps) const;
   // One poll; `permit` is the poll slot the caller waited for (outside this large frame).
