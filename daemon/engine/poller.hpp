@@ -44,9 +44,10 @@ public:
   boost::asio::awaitable<provider::PollResult> poll_for_url(const store::Job& job, Actor& a);
 
 private:
-  // What one poll leaves for the next: run()'s waiting loop keeps only this between polls, so
-  // 10,000 generating jobs hold 10,000 small coroutine frames; poll_once's large frame (the
-  // answer, the updates it commits) exists only while a poll is out.
+  // What one poll leaves for the next: poll_loop keeps only this and the PollJob between polls,
+  // so 10,000 generating jobs hold 10,000 small coroutine frames; poll_once's large frame (the
+  // answer, the updates it commits) exists only once a poll slot is held (ARCHITECTURE.md,
+  // "Memory").
   struct State;
   boost::asio::awaitable<PollEnd> poll_loop(PollJob job, Actor& a);
   void begin(PollJob& job, Actor& a, State& ps);
