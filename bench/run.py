@@ -386,7 +386,7 @@ def bench_scale(repeat, jobs=10000, window_s=10.0):
         rss = mem["VmRSS"] / 1024
         hwm = mem["VmHWM"] / 1024
         add("scale", f"RSS with {jobs:,} generating (peak)", f"{rss:.1f} MiB ({hwm:.1f})",
-            "klingd idle", f"{idle_rss / 1024:.1f} MiB", fmt_ratio(rss / (idle_rss / 1024)), "≤ 100 MiB", hwm <= 100)
+            "klingd idle", f"{idle_rss / 1024:.1f} MiB", fmt_ratio(rss / (idle_rss / 1024)), "≤ 64 MiB", hwm <= 64)
         cpu = med("klingd_us")
         add("scale", "CPU per status poll", f"{cpu:.0f} µs", "fake-aimlapi per poll served", f"{med('fake_us'):.0f} µs",
             fmt_ratio(cpu / med("fake_us")), "≤ 100 µs", cpu <= 100,

@@ -50,7 +50,7 @@ bool ActorSet::spawn(Job job, bool resumed)
   Actor& a = *actor;
   m_actors.emplace(job.id, std::move(actor));
   const std::string id = job.id;
-  asio::co_spawn(m_core.ex, run(std::move(job)),
+  asio::co_spawn(m_core.ex, run(std::make_unique<Job>(std::move(job))),
                  asio::bind_cancellation_slot(a.cancel.slot(), [this, id](std::exception_ptr e) { finished(id, e); }));
   return true;
 }
@@ -85,39 +85,64 @@ void ActorSet::stop_all_but_creating()
 // Drives one job until it is terminal, back in the queue, handed to the reconciler, or the
 // engine stops. Each step says what happened; only a step that moved the job on to the next
 // state lets the actor continue, with the job as the store has it now.
-asio::awaitable<void> ActorSet::run(Job job)
+//
+// This frame lives as long as the job is active, so it holds the row on the heap, not inline
+// (a store::Job is large), and lets go of it while the job is polled: a generating job waits
+// holding only what its next poll needs (PollJob, in the poller's frame).
+asio::awaitable<void> ActorSet::run(std::unique_ptr<Job> job)
 {
+  const std::string id = job->id;
+  JobState state = job->state;
   for (;;) {
-    Actor* a = find(job.id);
+    Actor* a = find(id);
     if (!a || m_core.stopping) {
       co_return;
     }
     bool next = false;
-    switch (job.state) {
-    case JobState::queued:
-      next = co_await m_create.run(job, *a) == CreateEnd::accepted;
+    switch (state) {
+    case JobState::queued: {
+      // Waits for a create slot here, in this small frame (the job stays `queued` meanwhile).
+      co_await m_core.create_slots.acquire();
+      next = co_await m_create.run(*job, *a, AsyncSemaphore::Permit(m_core.create_slots)) == CreateEnd::accepted;
       a->just_accepted = next;
+      m_core.create_settled(); // its create slot is free again
       break;
-    case JobState::generating:
-      next = co_await m_poller.run(job, *a) == PollEnd::video_ready;
+    }
+    case JobState::generating: {
+      auto polls = m_poller.run(*job, *a); // copies what the polls need
+      job.reset();
+      next = co_await std::move(polls) == PollEnd::video_ready;
       break;
+    }
     case JobState::downloading:
-      if (co_await m_download.run(job, *a) == DownloadEnd::completed && on_completed) {
-        on_completed(job);
+      if (co_await start_download(*job, *a) == DownloadEnd::completed && on_completed) {
+        on_completed(*job);
       }
       break;
     default:
       break;
     }
-    if (!next) {
+    if (!next || !(job = moved_on(id, state))) {
       co_return;
     }
-    auto fresh = m_core.store.get(job.id);
-    if (!fresh || fresh->state == job.state) {
-      co_return;
-    }
-    job = std::move(*fresh);
+    state = job->state;
   }
+}
+
+// Not a coroutine: DownloadStep::run takes its copy of the row here, not in run()'s frame.
+asio::awaitable<DownloadEnd> ActorSet::start_download(const Job& job, Actor& a)
+{
+  return m_download.run(job, a);
+}
+
+// Not a coroutine: GCC keeps every local of a coroutine in its frame, and a store::Job is large.
+std::unique_ptr<Job> ActorSet::moved_on(const std::string& id, JobState was)
+{
+  auto fresh = m_core.store.get(id);
+  if (!fresh || fresh->state == was) {
+    return nullptr;
+  }
+  return std::make_unique<Job>(std::move(*fresh));
 }
 
 void ActorSet::finished(const std::string& id, std::exception_ptr e)

@@ -44,7 +44,10 @@ public:
   boost::asio::awaitable<void> flush_polls();
 
 private:
-  boost::asio::awaitable<void> run(store::Job job);
+  boost::asio::awaitable<void> run(std::unique_ptr<store::Job> job);
+  // The job as the store has it now, if a step moved it on from `was`; else null.
+  boost::asio::awaitable<DownloadEnd> start_download(const store::Job& job, Actor& a);
+  std::unique_ptr<store::Job> moved_on(const std::string& id, common::JobState was);
   void finished(const std::string& id, std::exception_ptr e);
 
   Core& m_core;

@@ -151,7 +151,12 @@ public:
                                            const provider::CreateResult* r, common::ErrorCode code,
                                            std::string message);
 
+  // A create step ended and gave its slot back: after a burst of them (1,000 since the last
+  // time), once no create is on the wire, hands the heap's free pages back to the system.
+  void create_settled();
+
 private:
+  int m_creates_since_trim = 0;
   std::unordered_map<std::string, Owner> m_owners;
   std::size_t m_owned[2] = {0, 0}; // by Owner: in_flight_total() runs every dispatch round
 };

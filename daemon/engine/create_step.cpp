@@ -19,10 +19,9 @@ using store::JobError;
 using store::JobStore;
 using store::JobUpdate;
 
-asio::awaitable<CreateEnd> CreateStep::run(const Job& job, Actor& a)
+asio::awaitable<CreateEnd> CreateStep::run(const Job& job, Actor& a, AsyncSemaphore::Permit slot)
 {
-  co_await m_core.create_slots.acquire();
-  AsyncSemaphore::Permit permit(m_core.create_slots);
+  const AsyncSemaphore::Permit permit = std::move(slot);
   if (m_core.stopping || m_core.paused || a.user_canceled) {
     co_return CreateEnd::not_started; // still `queued` in the store: nothing to undo
   }

@@ -25,7 +25,8 @@ class CreateStep
 public:
   CreateStep(Core& core, Reconciler& reconciler) : m_core(core), m_reconciler(reconciler) {}
 
-  boost::asio::awaitable<CreateEnd> run(const store::Job& job, Actor& a);
+  // `slot`: the create slot (Core::create_slots) the actor waited for; held until this returns.
+  boost::asio::awaitable<CreateEnd> run(const store::Job& job, Actor& a, AsyncSemaphore::Permit slot);
 
 private:
   boost::asio::awaitable<CreateEnd> handle(const store::Job& job, int attempt, SysTime sent, provider::CreateResult r);

@@ -31,9 +31,9 @@ struct Poller::State
   explicit State(const common::Config::Poll& poll) : schedule(poll) {}
   PollSchedule schedule;
   Clock::time_point accepted{};
+  Clock::time_point deadline{};
   std::optional<Clock::time_point> last_working; // the last poll that saw it still running
   bool fresh = false;        // polled from its acceptance on (not resumed, adopted or retried)
-  std::int64_t video_s = 0;  // the learned-times key (with the model)
   std::string last_status;
   bool logged_unknown = false;
   int failures = 0;
@@ -46,20 +46,34 @@ struct Poller::State
 
 asio::awaitable<PollEnd> Poller::run(const Job& job, Actor& a)
 {
+  PollJob pj;
+  pj.id = job.id;
+  pj.model = job.model;
+  pj.generation_id = job.generation_id.value_or("");
+  pj.state = job.state;
+  pj.timeout_s = job.timeout_s;
+  pj.accepted_at = job.accepted_at ? parse_rfc3339(*job.accepted_at) : std::nullopt;
+  pj.video_s = video_seconds(job);
+  pj.provider_status = job.provider_status.value_or("");
+  pj.has_cost_usd = job.cost_usd.has_value();
+  pj.has_cost_credits = job.cost_credits.has_value();
+  return poll_loop(std::move(pj), a);
+}
+
+// Not a coroutine (GCC keeps every local of a coroutine in its frame): the schedule's start.
+void Poller::begin(PollJob& job, Actor& a, State& ps)
+{
   a.phase = Actor::Phase::polling;
   set_in_flight(m_core, a, true);
   // accepted_at is wall-clock; map it onto the steady clock once.
-  const auto accepted_wall = job.accepted_at ? parse_rfc3339(*job.accepted_at) : std::nullopt;
-  const auto since = accepted_wall ? std::chrono::duration_cast<Clock::duration>(now_utc() - *accepted_wall)
-                                   : Clock::duration{};
-  State ps(m_core.config.poll);
+  const auto since = job.accepted_at ? std::chrono::duration_cast<Clock::duration>(now_utc() - *job.accepted_at)
+                                     : Clock::duration{};
   ps.accepted = Clock::now() - std::max(since, Clock::duration{});
-  const auto deadline =
+  ps.deadline =
     ps.accepted + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(job.timeout_s));
   ps.fresh = std::exchange(a.just_accepted, false);
-  ps.video_s = video_seconds(job);
   if (m_core.config.poll.learn) {
-    if (auto p = m_core.generation_times.profile(job.model, ps.video_s)) {
+    if (auto p = m_core.generation_times.profile(job.model, job.video_s)) {
       ps.schedule.expect(p->lo_s, p->hi_s);
     }
   }
@@ -71,8 +85,16 @@ asio::awaitable<PollEnd> Poller::run(const Job& job, Actor& a)
     ps.delay = Millis(spread(m_core.rng));
     a.spread_first_poll = false;
   }
-  ps.last_status = job.provider_status.value_or("");
+  ps.last_status = std::move(job.provider_status);
+}
 
+// The waiting loop: between polls a generating job holds this frame (the PollJob and State),
+// a timer, and nothing else; a poll's own frame exists only once a poll slot is held.
+asio::awaitable<PollEnd> Poller::poll_loop(PollJob job, Actor& a)
+{
+  State ps(m_core.config.poll);
+  begin(job, a, ps);
+  const auto deadline = ps.deadline;
   int last_looks = 0;
   for (;;) {
     const auto now = Clock::now();
@@ -84,7 +106,8 @@ asio::awaitable<PollEnd> Poller::run(const Job& job, Actor& a)
           co_await m_core.sleep(std::min<Clock::duration>(ps.delay, std::chrono::seconds(5)));
         }
         ++last_looks;
-        co_await poll_once(job, a, now, ps);
+        co_await m_core.poll_slots.acquire();
+        co_await poll_once(job, a, now, ps, AsyncSemaphore::Permit(m_core.poll_slots));
         if (ps.done) {
           co_return ps.answered ? PollEnd::video_ready : PollEnd::failed;
         }
@@ -101,7 +124,10 @@ asio::awaitable<PollEnd> Poller::run(const Job& job, Actor& a)
     if (Clock::now() >= deadline) {
       continue; // the last look happens at the top
     }
-    co_await poll_once(job, a, due, ps);
+    // The poll slot is waited for here, in this small frame: when polls queue up (more due
+    // than provider slots), each waiting job holds no poll_once frame yet.
+    co_await m_core.poll_slots.acquire();
+    co_await poll_once(job, a, due, ps, AsyncSemaphore::Permit(m_core.poll_slots));
     if (ps.done) {
       co_return ps.answered ? PollEnd::video_ready : PollEnd::failed;
     }
@@ -124,16 +150,16 @@ asio::awaitable<provider::PollResult> Poller::poll_for_url(const Job& job, Actor
 // One status poll and what follows from its answer: ps.delay becomes the schedule's next
 // interval on a "still running" answer, a back-off on a failure. ps.done with ps.answered:
 // the video is ready (`downloading`); ps.done without: the job failed.
-asio::awaitable<void> Poller::poll_once(const Job& job, Actor& a, Clock::time_point due, State& ps)
+asio::awaitable<void> Poller::poll_once(const PollJob& job, Actor& a, Clock::time_point due, State& ps,
+                                        AsyncSemaphore::Permit permit)
 {
   provider::PollResult r;
   {
-    co_await m_core.poll_slots.acquire();
-    AsyncSemaphore::Permit permit(m_core.poll_slots);
+    const AsyncSemaphore::Permit held = std::move(permit); // released once the answer is in
     // Lateness is measured when the poll can actually go out: loop lag and queueing for a
     // poll slot both make it late (daemon/metrics/metrics.hpp, poll_lateness).
     m_core.metrics.poll_lateness().Observe(std::chrono::duration<double>(Clock::now() - due).count());
-    r = co_await m_core.provider.poll(m_core.catalog.family_for(job.model), *job.generation_id);
+    r = co_await m_core.provider.poll(m_core.catalog.family_for(job.model), job.generation_id);
   }
   ++a.unflushed_polls;
   m_core.metrics.polls().Increment();
@@ -156,8 +182,8 @@ asio::awaitable<void> Poller::poll_once(const Job& job, Actor& a, Clock::time_po
       if (st.served_by) u.route_served = *st.served_by;
       // The completed status's meta.usage is the generation's charge: the job's cost when the
       // create's headers (or the request log, later) gave none.
-      if (!job.cost_usd && st.usage_usd) u.cost_usd = *st.usage_usd;
-      if (!job.cost_credits && st.usage_credits) u.cost_credits = *st.usage_credits;
+      if (!job.has_cost_usd && st.usage_usd) u.cost_usd = *st.usage_usd;
+      if (!job.has_cost_credits && st.usage_credits) u.cost_credits = *st.usage_credits;
       const auto learned = generation_time(job, ps);
       bool moved = false;
       co_await commit_with_polls(a, [&](JobStore& s) {
@@ -204,7 +230,7 @@ asio::awaitable<void> Poller::poll_once(const Job& job, Actor& a, Clock::time_po
     if (ps.consecutive_404 >= k_lost_after_404s && Clock::now() - ps.first_404 >= k_lost_after) {
       co_await fail(job, a, common::ErrorCode::provider_failed,
                     fmt::format("the provider no longer knows generation {} ({} answers in a row: {})",
-                                *job.generation_id, ps.consecutive_404, o.message),
+                                job.generation_id, ps.consecutive_404, o.message),
                     o.http_status);
       ps.done = true;
       co_return;
@@ -251,7 +277,7 @@ std::int64_t Poller::video_seconds(const Job& job) const
 // before: one short step earlier (at least halfway), so the expectation can follow a provider
 // that got faster — but only when this run sent the create: a job resumed after a restart, adopted
 // by the reconciler or retried onto a generation it holds did not watch the whole wait.
-std::optional<store::GenerationTime> Poller::generation_time(const Job& job, const State& ps) const
+std::optional<store::GenerationTime> Poller::generation_time(const PollJob& job, const State& ps) const
 {
   const auto now = Clock::now();
   const double done = std::chrono::duration<double>(now - ps.accepted).count();
@@ -263,10 +289,10 @@ std::optional<store::GenerationTime> Poller::generation_time(const Job& job, con
   } else {
     return std::nullopt;
   }
-  return store::GenerationTime{job.model, ps.video_s, seconds};
+  return store::GenerationTime{job.model, job.video_s, seconds};
 }
 
-asio::awaitable<void> Poller::fail(const Job& job, Actor& a, common::ErrorCode code, std::string message,
+asio::awaitable<void> Poller::fail(const PollJob& job, Actor& a, common::ErrorCode code, std::string message,
                                    std::optional<int> http)
 {
   JobUpdate u;

@@ -3,6 +3,8 @@
 // per-generation partial files. Each runs a real Engine and store in milliseconds.
 #include "tests/unit/engine_script.hpp"
 
+#include "daemon/engine/poller.hpp"
+
 using namespace klingd;
 using namespace klingd::test;
 using common::JobState;
@@ -503,4 +505,45 @@ TEST_CASE("engine: learned generation times survive a restart; poll.learn false 
     f.run_for(0.3);
     CHECK(f.provider.polls.at("gen-" + id + ".1") >= 5); // every 0.02–0.05 s from the start
   }
+}
+
+TEST_CASE("engine: a generating job's poller keeps only what its polls need, not the store row")
+{
+  // ActorSet::run drops the row as soon as Poller::run has returned (before the first poll),
+  // so a generating job waits holding a PollJob, not the whole store::Job (issue 19 item 4).
+  EngineFixture f;
+  const auto id = f.submit(60);
+  f.write([&](store::JobStore& s) {
+    s.transition(id, JobState::queued, JobState::submitting);
+    s.begin_attempt(id, id + ".1");
+    store::JobUpdate u;
+    u.generation_id = "gen-kept";
+    u.provider_status = "queued";
+    u.accepted_at = format_rfc3339(now_utc());
+    s.transition(id, JobState::submitting, JobState::generating, u);
+  });
+  int polls = 0;
+  f.provider.on_poll = [&](const std::string&) {
+    return ++polls < 3 ? ScriptedProvider::status("generating")
+                       : ScriptedProvider::status("completed", "https://cdn.test/kept.mp4");
+  };
+  engine::Core core(f.io.get_executor(), f.config, shipped_catalog(), f.store, f.committer, f.metrics, f.provider,
+                    f.fetcher);
+  engine::Poller poller(core);
+  engine::Actor actor;
+  actor.id = id;
+  auto row = std::make_unique<store::Job>(f.job(id));
+  auto polling = poller.run(*row, actor);
+  // Whatever the row says from here on, and once it is gone, must not reach a poll.
+  row->id = "someone-else";
+  row->generation_id = "gen-wrong";
+  row->model = "no/such-model";
+  row->timeout_s = 0;
+  row.reset();
+  CHECK(f.await(std::move(polling)) == engine::PollEnd::video_ready);
+  CHECK(f.provider.polls.size() == 1);
+  CHECK(f.provider.polls["gen-kept"] == 3);
+  CHECK(f.state(id) == JobState::downloading);
+  CHECK(f.job(id).video_url == "https://cdn.test/kept.mp4");
+  CHECK(f.job(id).polls == 3);
 }
