@@ -120,6 +120,11 @@ int run_daemon(common::Config config, std::string config_path)
   EventLoop io(1);
   store::JobStore job_store(*db);
   store::GroupCommitter committer(io.get_executor(), job_store);
+  if (config.store.synchronous == "full" && config.store.db != ":memory:") {
+    // Submits are acknowledged after a WAL fdatasync on a worker thread instead of a FULL
+    // COMMIT on the loop (docs/reliability.md, "Submits: the WAL sync off the loop").
+    committer.enable_deferred_sync();
+  }
   Notifier events(io.get_executor());
   Metrics metrics;
   std::optional<hooks::HookRunner> hook_runner; // emplaced with the engine (its HttpClient loads provider.ca_file)
@@ -193,6 +198,16 @@ int run_daemon(common::Config config, std::string config_path)
   }
 
   bool stopping = false;
+  std::function<void()> begin_stop;
+  // A failed WAL sync of acknowledged-to-be submits: nothing written since can be trusted to be
+  // on disk, so klingd stops (exit status 1) and its restart keeps what the disk has, like a
+  // crash (docs/reliability.md). The committer already fails every write.
+  bool store_failed = false;
+  committer.on_sync_failed = [&](const std::string& error) {
+    store_failed = true;
+    log::error("klingd.stopping_store_failed", {{"error", error}});
+    asio::post(io, [&] { begin_stop(); });
+  };
   asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
   std::function<void()> wait_signal = [&] {
     signals.async_wait([&](boost::system::error_code ec, int signo) {
@@ -231,32 +246,38 @@ int run_daemon(common::Config config, std::string config_path)
         wait_signal();
         return;
       }
-      stopping = true;
       log::info("klingd.stopping", {{"signal", signo}, {"grace_s", config.shutdown.grace_s}});
-      sd_notify("STOPPING=1\nSTATUS=stopping");
-      server.stop();
-      asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-          const auto grace = std::chrono::milliseconds(static_cast<long>(config.shutdown.grace_s * 1000));
-          const auto deadline = std::chrono::steady_clock::now() + grace;
-          co_await engine.shutdown(grace);
-          // server.stop() ended the event streams and idle connections; let the
-          // last answers reach their clients before the loop stops.
-          asio::steady_timer t(io);
-          while (server.connection_count() > 0 && std::chrono::steady_clock::now() < deadline) {
-            t.expires_after(std::chrono::milliseconds(10));
-            co_await t.async_wait(asio::use_awaitable);
-          }
-          watchdog.cancel();
-          maintenance.stop();
-          hook_runner->stop();
-          signals.cancel();
-          io.stop();
-        },
-        log::coroutine_failure_handler("shutdown"));
+      begin_stop();
       wait_signal();
     });
+  };
+  begin_stop = [&] {
+    if (stopping) {
+      return;
+    }
+    stopping = true;
+    sd_notify("STOPPING=1\nSTATUS=stopping");
+    server.stop();
+    asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        const auto grace = std::chrono::milliseconds(static_cast<long>(config.shutdown.grace_s * 1000));
+        const auto deadline = std::chrono::steady_clock::now() + grace;
+        co_await engine.shutdown(grace);
+        // server.stop() ended the event streams and idle connections; let the
+        // last answers reach their clients before the loop stops.
+        asio::steady_timer t(io);
+        while (server.connection_count() > 0 && std::chrono::steady_clock::now() < deadline) {
+          t.expires_after(std::chrono::milliseconds(10));
+          co_await t.async_wait(asio::use_awaitable);
+        }
+        watchdog.cancel();
+        maintenance.stop();
+        hook_runner->stop();
+        signals.cancel();
+        io.stop();
+      },
+      log::coroutine_failure_handler("shutdown"));
   };
   wait_signal();
 
@@ -276,7 +297,7 @@ int run_daemon(common::Config config, std::string config_path)
   // now, while the engine, server and store they point into still exist.
   io.destroy_pending();
   log::info("klingd.stopped");
-  return 0;
+  return store_failed ? 1 : 0;
 }
 
 } // namespace klingd

@@ -192,7 +192,11 @@ asio::awaitable<Response> handle_submit(ApiContext ctx, Request req, PathParams)
   }
 
   std::optional<Result<store::BatchInsert, std::vector<store::IndexError>>> inserted;
-  co_await ctx.committer.run([&](store::JobStore& s) { inserted.emplace(s.insert_batch(jobs, max_usd, dry_run)); });
+  // Deferred: the rows are committed at once and the answer waits for the worker's WAL sync,
+  // so the loop keeps serving meanwhile (docs/reliability.md). What the engine then does with a
+  // job starts with a synchronous commit of its own.
+  co_await ctx.committer.run([&](store::JobStore& s) { inserted.emplace(s.insert_batch(jobs, max_usd, dry_run)); },
+                             store::GroupCommitter::Sync::deferred);
   if (dry_run && *inserted) {
     auto res = dry_run_summary(ctx, jobs, inserted->value(), max_usd);
     log::info("api.submit_dry_run", {{"jobs", jobs.size()}, {"uid", req.peer.uid}});
