@@ -1,7 +1,14 @@
-// Downloader implementation. Body bytes are written to the .part on the loop thread as they
-// arrive (page-cache writes, bounded by the 64 KiB pieces HttpClient hands over); the calls
-// that may block for long on a big file — fsync of the file and of its directory, and
-// re-hashing an existing .part prefix on resume — run on a one-thread pool and co_await back.
+// Downloader implementation. The loop thread only reads: HttpClient fills buffers lent from a
+// small fixed pool per fetch (k_buffers × k_buffer_bytes) straight from the TLS stream, and the
+// loop checks each filled buffer (limits, the MP4 magic) and queues it to the worker thread,
+// which writes it to the .part and feeds SHA-256, in order, while the loop reads the next.
+// When all buffers of a fetch are queued, acquiring the next one waits for the worker to give
+// one back: back-pressure that bounds memory whatever the file size. A write error on the
+// worker (ENOSPC…) stops the transfer and ends the fetch transient with that error's message.
+// The worker is one thread shared by every fetch of the Downloader, FIFO: concurrent
+// downloads take turns buffer by buffer, and the loop never waits on the disk. The calls that
+// may block for long — fsync of the file and of its directory, and re-hashing an existing
+// .part prefix on resume — run on the same worker and co_await back.
 // With a sidecar (store.sidecar) it is written and fsynced beside the MP4 before the rename.
 #include "daemon/engine/downloader.hpp"
 
@@ -10,6 +17,8 @@
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/url/parse.hpp>
@@ -20,6 +29,8 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <span>
 #include <vector>
 
 #include <fcntl.h>
@@ -39,6 +50,10 @@ using namespace checks; // NOLINT: the CDN answer checks
 constexpr int k_max_redirects = 3;
 // 416/mismatched Content-Range restarts from zero; a second one in one fetch is a broken server.
 constexpr int k_max_restarts = 1;
+// The per-fetch buffer pool: its size is the most a fetch holds in memory (2 MiB), and a
+// buffer is the unit one read fills and one worker job writes and hashes.
+constexpr std::size_t k_buffers = 4;
+constexpr std::size_t k_buffer_bytes = 512 * 1024;
 
 struct Downloader::Impl
 {
@@ -91,6 +106,18 @@ struct Transfer
   std::optional<std::string> redirect_to;
   bool restart = false;
 
+  // The pipeline to the worker. Loop thread: `spare`, `queued`, `write_error`, `wake`.
+  // Worker thread: `file` writes and `sha` while jobs are queued; `written`, `worker_failed`.
+  // The loop touches file/sha (truncate, hex) only when drained (queued == 0).
+  explicit Transfer(asio::any_io_executor ex) : wake(ex) {}
+  std::vector<std::unique_ptr<char[]>> owned;
+  std::vector<char*> spare;
+  std::size_t queued = 0;
+  std::optional<std::string> write_error;
+  asio::steady_timer wake;
+  std::uint64_t written = 0;
+  bool worker_failed = false;
+
   void note_magic(std::string_view data, std::uint64_t at)
   {
     for (std::size_t i = 0; i < data.size() && at + i < magic.size(); ++i) {
@@ -116,6 +143,7 @@ struct Transfer
     }
     sha.reset();
     have = 0;
+    written = 0;
     magic = {};
     return Ok{};
   }
@@ -130,8 +158,43 @@ Result<Ok> rehash_prefix(int fd, std::uint64_t size, Transfer* t)
   });
   if (r) {
     t->have = size;
+    t->written = size;
   }
   return r;
+}
+
+constexpr auto k_use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// Waits until the worker gives back a buffer (or a job finishes, for drain()).
+asio::awaitable<void> wait_worker(Transfer& t)
+{
+  t.wake.expires_at(asio::steady_timer::time_point::max());
+  co_await t.wake.async_wait(k_use_tuple);
+}
+
+// Lends a spare buffer of the fetch's pool; allocates up to k_buffers, then waits for the
+// worker to finish one (back-pressure).
+asio::awaitable<std::span<char>> acquire(Transfer& t)
+{
+  while (t.spare.empty()) {
+    if (t.owned.size() < k_buffers) {
+      t.owned.emplace_back(new char[k_buffer_bytes]); // not zeroed: read() fills what is used
+      t.spare.push_back(t.owned.back().get());
+      break;
+    }
+    co_await wait_worker(t);
+  }
+  char* buf = t.spare.back();
+  t.spare.pop_back();
+  co_return std::span<char>(buf, k_buffer_bytes);
+}
+
+// Until every queued buffer of the fetch is written and hashed.
+asio::awaitable<void> drain(Transfer& t)
+{
+  while (t.queued > 0) {
+    co_await wait_worker(t);
+  }
 }
 
 } // namespace
@@ -201,7 +264,8 @@ asio::awaitable<DownloadOutcome> Downloader::Impl::fetch(DownloadTask task)
     }
     place->grew.clear();
   }
-  auto transfer = std::make_unique<Transfer>();
+  // Shared with the worker's jobs: they keep it alive whatever happens to this frame.
+  auto transfer = std::make_shared<Transfer>(ex);
   Transfer& t = *transfer;
   {
     // O_APPEND: every write lands at the end, also after ftruncate(0) on a restart.
@@ -349,33 +413,71 @@ asio::awaitable<DownloadOutcome> Downloader::Impl::fetch(DownloadTask task)
       return true;
     };
 
-    auto on_chunk = [&](std::string_view piece) -> Result<Ok> {
+    // Checks a filled buffer on the loop (limits, magic), then queues it to the worker.
+    auto filled = [&](std::span<char> buf, std::size_t n) -> asio::awaitable<Result<Ok>> {
+      auto refuse = [&](DownloadStatus status, std::string message) -> Result<Ok> {
+        t.spare.push_back(buf.data());
+        t.decide(status, std::move(message), status_seen);
+        return make_error("refused", t.verdict->message);
+      };
+      if (t.write_error) { // an earlier buffer's write failed: stop reading
+        co_return refuse(DownloadStatus::transient, *t.write_error);
+      }
+      const std::string_view piece(buf.data(), n);
       const std::uint64_t after = t.have + piece.size();
       if (after > task.max_bytes) {
-        t.decide(DownloadStatus::fatal, fmt::format("video exceeds download.max_bytes {}", task.max_bytes),
-                 status_seen);
-        return make_error("too_large", t.verdict->message);
+        co_return refuse(DownloadStatus::fatal, fmt::format("video exceeds download.max_bytes {}", task.max_bytes));
       }
       if ((task.expected_size && after > *task.expected_size) || (t.total && after > *t.total)) {
-        t.decide(DownloadStatus::fatal, "video longer than announced", status_seen);
-        return make_error("too_long", t.verdict->message);
+        co_return refuse(DownloadStatus::fatal, "video longer than announced");
       }
       const bool had_magic = t.have >= 8;
       t.note_magic(piece, t.have);
       if (!had_magic && after >= 8 && !t.magic_ok()) {
-        t.decide(DownloadStatus::fatal, "not an MP4 file (no ftyp box at offset 4)", status_seen);
-        return make_error("not_mp4", t.verdict->message);
+        co_return refuse(DownloadStatus::fatal, "not an MP4 file (no ftyp box at offset 4)");
       }
-      if (auto r = write_all(t.file.fd(), piece); !r) {
-        t.decide(DownloadStatus::transient, r.error().message, status_seen);
-        return r;
-      }
-      t.sha.update(piece);
       t.have = after;
-      return Ok{};
+      ++t.queued;
+      asio::post(pool, [this, transfer, data = buf.data(), n] {
+        Transfer& w = *transfer;
+        std::optional<std::string> error;
+        if (!w.worker_failed) {
+          if (auto r = write_all(w.file.fd(), std::string_view(data, n)); r) {
+            w.sha.update(std::string_view(data, n));
+            w.written += n;
+          } else {
+            w.worker_failed = true; // later buffers would leave a gap: written no more
+            error = r.error().message;
+          }
+        }
+        asio::post(ex, [transfer, data, error = std::move(error)]() mutable {
+          Transfer& l = *transfer;
+          --l.queued;
+          l.spare.push_back(data);
+          if (error && !l.write_error) {
+            l.write_error = std::move(error);
+          }
+          l.wake.cancel();
+        });
+      });
+      co_return Ok{};
     };
 
-    auto result = co_await http.stream(req, on_head, on_chunk);
+    provider::HttpClient::BodySink sink;
+    sink.on_head = on_head;
+    sink.acquire = [&t]() { return acquire(t); };
+    sink.filled = filled;
+    sink.release = [&t](std::span<char> buf) { t.spare.push_back(buf.data()); };
+    auto result = co_await http.stream(req, std::move(sink));
+    // Whatever ended the exchange: the worker finishes this fetch's buffers first, so the
+    // .part, the hash and the byte count agree from here on.
+    co_await drain(t);
+    if (t.write_error) {
+      t.have = t.written;
+      if (!t.verdict || t.verdict->status != DownloadStatus::fatal) {
+        t.decide(DownloadStatus::transient, *t.write_error, status_seen);
+      }
+    }
 
     if (t.verdict) {
       DownloadOutcome out = *t.verdict;

@@ -1,6 +1,7 @@
 // Downloader: fetches one finished video into the store (docs/contract.md §3.5) — streamed to
-// `<final_path>.part` with constant memory, resumed with Range, checked (length, MP4 `ftyp`,
-// size cap, expected size), hashed while streaming, fsynced and renamed into place.
+// `<final_path>.part` with bounded memory (written and hashed on a worker thread while the
+// loop reads on), resumed with Range, checked (length, MP4 `ftyp`, size cap, expected size),
+// hashed while streaming, fsynced and renamed into place.
 // It only classifies outcomes; the engine decides when to refresh URLs and how often to retry.
 #pragma once
 
@@ -70,8 +71,9 @@ struct DownloadOutcome
 class Downloader
 {
 public:
-  // `ex` is the loop's executor. Owns one worker thread for fsync and for re-hashing a
-  // resumed .part, so that a large file never blocks the loop on the disk.
+  // `ex` is the loop's executor. Owns one worker thread, shared by all fetches, that writes
+  // and hashes the body buffers the loop reads (a bounded pool per fetch), fsyncs, and
+  // re-hashes a resumed .part, so that a large file never blocks the loop on the disk.
   Downloader(provider::HttpClient& http, boost::asio::any_io_executor ex);
   ~Downloader();
   Downloader(const Downloader&) = delete;

@@ -4,6 +4,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -19,6 +20,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <deque>
+#include <limits>
 #include <map>
 #include <stdexcept>
 #include <unordered_set>
@@ -238,8 +240,7 @@ std::optional<std::string> HttpResponse::header(std::string_view name) const
 
 struct HttpClient::Impl
 {
-  using Streaming = std::pair<std::function<bool(const HttpResponse&)>,
-                              std::function<Result<Ok>(std::string_view)>>;
+  using Streaming = HttpClient::BodySink;
 
   Impl(asio::any_io_executor e, Options o) : ex(std::move(e)), opt(std::move(o))
   {
@@ -488,25 +489,104 @@ struct HttpClient::Impl
     const auto& head = parser.get();
     HttpResponse response = copy_head(static_cast<int>(head.result_int()), head.base());
     const bool keep_alive = head.keep_alive();
-    if (!streaming.first(response)) {
+    if (!streaming.on_head(response)) {
       out.reusable = parser.is_done() && keep_alive && conn.buffer.size() == 0;
       out.result = std::move(response);
       co_return out;
     }
 
-    auto chunk = std::make_unique<char[]>(k_stream_chunk);
-    while (!parser.is_done()) {
-      parser.get().body().data = chunk.get();
-      parser.get().body().size = k_stream_chunk;
-      // Per read, not overall: a big download may legitimately take long, a stall may not.
-      conn.lowest().expires_after(req.timeout);
-      auto [rec, rn] = co_await http::async_read(stream, conn.buffer, parser, k_use_tuple);
-      if (rec == http::error::need_buffer) {
-        rec = {};
+    // Holds the lent buffer; gives it back unfilled on any early exit.
+    struct Lent
+    {
+      Streaming& sink;
+      std::span<char> buf;
+      std::size_t got = 0;
+      ~Lent()
+      {
+        if (!buf.empty()) {
+          sink.release(buf);
+        }
       }
-      const std::size_t got = k_stream_chunk - parser.get().body().size;
-      if (got > 0) {
-        auto accepted = streaming.second(std::string_view(chunk.get(), got));
+    };
+    auto hand_over = [&streaming](Lent& lent) -> asio::awaitable<Result<Ok>> {
+      auto buf = std::exchange(lent.buf, {});
+      co_return co_await streaming.filled(buf, std::exchange(lent.got, 0));
+    };
+
+    const auto length = parser.content_length();
+    if (length && !parser.chunked() && !parser.need_eof()) {
+      // Fast path: the remaining body is exactly *length bytes. What read_header already
+      // buffered is copied once; the rest is read from the stream straight into the lent
+      // buffers — one composed read per buffer instead of one parser pass per TLS record.
+      std::uint64_t left = *length;
+      while (left > 0) {
+        Lent lent{streaming, co_await streaming.acquire()};
+        const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(left, lent.buf.size()));
+        if (conn.buffer.size() > 0) {
+          lent.got = asio::buffer_copy(asio::buffer(lent.buf.data(), want), conn.buffer.data());
+          conn.buffer.consume(lent.got);
+        }
+        beast::error_code rec;
+        if (lent.got < want) {
+          // The inactivity limit restarts before every read_some, as in the parser path.
+          conn.lowest().expires_after(req.timeout);
+          const auto timeout = req.timeout;
+          auto& lowest = conn.lowest();
+          std::size_t rn = 0;
+          std::tie(rec, rn) = co_await asio::async_read(
+            stream, asio::buffer(lent.buf.data() + lent.got, want - lent.got),
+            [&lowest, timeout](const beast::error_code& ec, std::size_t) -> std::size_t {
+              if (ec) {
+                return 0;
+              }
+              lowest.expires_after(timeout);
+              return std::numeric_limits<std::size_t>::max();
+            },
+            k_use_tuple);
+          lent.got += rn;
+        }
+        left -= lent.got;
+        if (lent.got > 0) {
+          auto accepted = co_await hand_over(lent);
+          if (!accepted) {
+            out.result = failure(TransportFailure::aborted_by_caller, accepted.error().message);
+            co_return out;
+          }
+        }
+        if (rec) {
+          const bool truncated = rec == asio::error::eof || rec == asio::ssl::error::stream_truncated;
+          out.result = truncated ? failure(TransportFailure::sent_no_answer,
+                                           fmt::format("response from {} truncated", where(t)))
+                                 : read_failure(rec, t, rec == beast::error::timeout);
+          co_return out;
+        }
+      }
+      out.reusable = keep_alive && conn.buffer.size() == 0;
+      out.result = std::move(response);
+      co_return out;
+    }
+
+    // Chunked or close-delimited: Beast's parser frames the body into the lent buffers.
+    while (!parser.is_done()) {
+      Lent lent{streaming, co_await streaming.acquire()};
+      beast::error_code rec;
+      while (!parser.is_done() && lent.got < lent.buf.size()) {
+        parser.get().body().data = lent.buf.data() + lent.got;
+        parser.get().body().size = lent.buf.size() - lent.got;
+        // Per read, not overall: a big download may legitimately take long, a stall may not.
+        conn.lowest().expires_after(req.timeout);
+        std::size_t rn = 0;
+        std::tie(rec, rn) = co_await http::async_read(stream, conn.buffer, parser, k_use_tuple);
+        if (rec == http::error::need_buffer) {
+          rec = {};
+        }
+        lent.got = lent.buf.size() - parser.get().body().size;
+        if (rec) {
+          break;
+        }
+      }
+      if (lent.got > 0) {
+        auto accepted = co_await hand_over(lent);
         if (!accepted) {
           out.result = failure(TransportFailure::aborted_by_caller, accepted.error().message);
           co_return out;
@@ -602,8 +682,24 @@ asio::awaitable<Result<HttpResponse, TransportError>>
 HttpClient::stream(HttpRequest req, std::function<bool(const HttpResponse&)> on_head,
                    std::function<Result<Ok>(std::string_view)> on_chunk)
 {
-  Impl::Streaming streaming{std::move(on_head), std::move(on_chunk)};
-  co_return co_await m_impl->run(std::move(req), &streaming);
+  // The piece-by-piece interface over the buffer one: one k_stream_chunk buffer, handed to
+  // on_chunk as soon as it holds anything.
+  auto chunk = std::make_unique<char[]>(k_stream_chunk);
+  BodySink sink;
+  sink.on_head = std::move(on_head);
+  sink.acquire = [&chunk]() -> asio::awaitable<std::span<char>> {
+    co_return std::span<char>(chunk.get(), k_stream_chunk);
+  };
+  sink.filled = [&on_chunk](std::span<char> buf, std::size_t n) -> asio::awaitable<Result<Ok>> {
+    co_return on_chunk(std::string_view(buf.data(), n));
+  };
+  sink.release = [](std::span<char>) {};
+  co_return co_await m_impl->run(std::move(req), &sink);
+}
+
+asio::awaitable<Result<HttpResponse, TransportError>> HttpClient::stream(HttpRequest req, BodySink sink)
+{
+  co_return co_await m_impl->run(std::move(req), &sink);
 }
 
 const HttpClient::Stats& HttpClient::stats() const

@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -127,6 +128,23 @@ public:
   stream(HttpRequest req,
          std::function<bool(const HttpResponse&)> on_head,
          std::function<Result<Ok>(std::string_view)> on_chunk);
+
+  // Streaming into the caller's buffers (downloads that hash and write on another thread):
+  // acquire() lends the buffer the next body bytes are read into — it may wait, which is the
+  // back-pressure of a bounded pool — and filled() takes it back with its first n bytes read
+  // (n ≥ 1; a buffer is filled as far as the body allows before it is handed back). Every
+  // acquire() is matched by exactly one filled() or release(): release() returns a buffer that
+  // got no bytes (end of body, failure). An error from filled() stops the transfer with
+  // aborted_by_caller. A Content-Length body is read straight from the (TLS) stream into
+  // the lent buffers, past Beast's parser: no intermediate copy, one hand-over per buffer.
+  struct BodySink
+  {
+    std::function<bool(const HttpResponse&)> on_head;
+    std::function<boost::asio::awaitable<std::span<char>>()> acquire;
+    std::function<boost::asio::awaitable<Result<Ok>>(std::span<char> buffer, std::size_t n)> filled;
+    std::function<void(std::span<char> buffer)> release;
+  };
+  boost::asio::awaitable<Result<HttpResponse, TransportError>> stream(HttpRequest req, BodySink sink);
 
   const Stats& stats() const;
 
