@@ -528,18 +528,24 @@ struct HttpClient::Impl
         }
         beast::error_code rec;
         if (lent.got < want) {
-          // The inactivity limit restarts before every read_some, as in the parser path.
+          // tcp_stream's expiry is one deadline for every read started after it is set: it
+          // is renewed per k_stream_chunk received, as the parser path renews it per piece, so
+          // a body slower than k_stream_chunk per req.timeout (a drip) still times out.
           conn.lowest().expires_after(req.timeout);
           const auto timeout = req.timeout;
           auto& lowest = conn.lowest();
+          std::size_t renewed_at = 0;
           std::size_t rn = 0;
           std::tie(rec, rn) = co_await asio::async_read(
             stream, asio::buffer(lent.buf.data() + lent.got, want - lent.got),
-            [&lowest, timeout](const beast::error_code& ec, std::size_t) -> std::size_t {
+            [&lowest, timeout, &renewed_at](const beast::error_code& ec, std::size_t n) -> std::size_t {
               if (ec) {
                 return 0;
               }
-              lowest.expires_after(timeout);
+              if (n - renewed_at >= k_stream_chunk) {
+                lowest.expires_after(timeout);
+                renewed_at = n;
+              }
               return std::numeric_limits<std::size_t>::max();
             },
             k_use_tuple);
@@ -572,15 +578,17 @@ struct HttpClient::Impl
       beast::error_code rec;
       while (!parser.is_done() && lent.got < lent.buf.size()) {
         parser.get().body().data = lent.buf.data() + lent.got;
-        parser.get().body().size = lent.buf.size() - lent.got;
-        // Per read, not overall: a big download may legitimately take long, a stall may not.
+        // At most k_stream_chunk per read, each with its own expiry: a big download may
+        // legitimately take long, a stall may not.
+        parser.get().body().size = std::min(k_stream_chunk, lent.buf.size() - lent.got);
+        const std::size_t offered = parser.get().body().size;
         conn.lowest().expires_after(req.timeout);
         std::size_t rn = 0;
         std::tie(rec, rn) = co_await http::async_read(stream, conn.buffer, parser, k_use_tuple);
         if (rec == http::error::need_buffer) {
           rec = {};
         }
-        lent.got = lent.buf.size() - parser.get().body().size;
+        lent.got += offered - parser.get().body().size;
         if (rec) {
           break;
         }
