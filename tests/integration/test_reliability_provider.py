@@ -114,5 +114,36 @@ def test_hostile_provider_and_cdn():
         assert not leaks, f"API key found in {leaks}"
 
 
+def test_cancel_ends_a_stalled_download_at_once():
+    """A cancel stops a download that is stalled mid-body at once: the connection is closed and
+    the .part removed, long before the download's inactivity timeout (60 s here) would have."""
+    key = relcheck.canary_key()
+    workdir = klingtest.tempfile.mkdtemp(prefix="klingd-hostile-")
+    tls = klingtest.fakeprov.make_tls(os.path.join(workdir, "tls"))
+    cfg = {"download": {"timeout_s": 60, "allow_http": False}, "poll": {"initial_s": 0.05, "max_s": 0.5},
+           "provider": {"request_timeout_s": 3}}
+    with HostileProvider(tls, key) as h, \
+            Klingd(config_overrides=cfg, fake=h, api_key=key, workdir=workdir) as d:
+        jid = d.submit([{"key": "drip", "request": text_request("scenario:drip cancel")}])["jobs"][0]["id"]
+        d.wait_for(lambda: h.stats().get("drip", {}).get("bytes", 0) > 16 and d.job(jid)["state"] == "downloading",
+                   timeout=30, what="the drip download under way")
+        parts = [os.path.join(r, f) for r, _, fs in os.walk(d.videos_dir) for f in fs if f.endswith(".part")]
+        assert parts, "no .part while downloading"
+        r = d.post(f"/v1/jobs/{jid}/cancel")
+        assert r.status == 200, r
+        canceled_at = time.monotonic()
+        d.wait_for(lambda: h.stats()["drip"].get("ended", 0) == 1, timeout=10,
+                   what="klingd closing the stalled download's connection")
+        d.wait_for(lambda: not any(os.path.exists(p) for p in parts), timeout=10, what="the .part removed")
+        took = time.monotonic() - canceled_at
+        j = d.job(jid)
+        assert j["state"] == "canceled", j
+        assert h.stats()["drip"]["downloads"] == 1, h.stats()
+        # The daemon still works.
+        ok = d.submit([{"request": text_request("scenario:ok after the cancel")}])["jobs"][0]
+        assert d.wait_terminal([ok["id"]], timeout=20)[ok["id"]]["state"] == "completed"
+        print(f"the stalled download ended {took:.2f}s after the cancel")
+
+
 if __name__ == "__main__":
     sys.exit(klingtest.run_tests(dict(globals())))

@@ -129,7 +129,7 @@ class HostileProvider:
     def _count(self, scenario, what, n=1):
         with self.lock:
             c = self.counters.setdefault(scenario, {"creates": 0, "polls": 0, "downloads": 0, "bytes": 0})
-            c[what] += n
+            c[what] = c.get(what, 0) + n
 
     def stats(self):
         with self.lock:
@@ -269,9 +269,12 @@ class HostileProvider:
         elif scenario == "drip":
             head(200, 1 << 20)  # under download.max_bytes: only time can stop it
             write(data[:16])
-            while not self.stop_event.is_set():
-                time.sleep(0.3)
-                write(b"\0" * 8)
+            try:
+                while not self.stop_event.is_set():
+                    time.sleep(0.3)
+                    write(b"\0" * 8)
+            finally:
+                self._count(scenario, "ended")  # the client went away (or the server stops)
         else:  # ok, size_mismatch, the redirect target
             head(200, len(data))
             write(data)
