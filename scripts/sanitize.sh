@@ -4,6 +4,7 @@
 # test run against those binaries (the fake provider comes from the normal
 # build: it is test equipment, not the code under test). Any sanitizer report fails the stage.
 # Usage: scripts/sanitize.sh [integration test names...]   (default: all of tests/integration)
+#        scripts/sanitize.sh --build-only   (only the build; scripts/test.sh runs it beside CTest)
 #        SANITIZE_BUILD=build-asan  MAIN_BUILD=build (where fake-aimlapi is)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,11 @@ build="${SANITIZE_BUILD:-build-asan}"
 main="${MAIN_BUILD:-build}"
 # Every integration test (issue 8: "the unit and integration suites also pass under ASan+UBSan");
 # about 4 min of tests on 2 cores after an 8-11 min build.
+build_only=0
+if [[ "${1:-}" == "--build-only" ]]; then
+  build_only=1
+  shift
+fi
 subset=()
 for f in tests/integration/test_*.py; do subset+=("$(basename "$f" .py)"); done
 (($# > 0)) && subset=("$@")
@@ -23,6 +29,7 @@ if [[ ! -f "$build/build.ninja" ]]; then
 fi
 jobs=$(nproc 2>/dev/null || echo 2)
 ninja -C "$build" -j "$jobs" unittest klingd klingctl
+((build_only)) && exit 0
 [[ -x "$main/tests/fake_provider/fake-aimlapi" ]] || ninja -C "$main" -j "$jobs" fake-aimlapi
 
 build="$(realpath "$build")" main="$(realpath "$main")"
