@@ -116,7 +116,11 @@ void GroupCommitter::enqueue(Op op)
     asio::post(m_ex, [h = std::move(op.done), err]() mutable { std::move(h)(err); });
     return;
   }
+  const bool now = op.sync == Sync::in_commit;
   m_queue.push_back(std::move(op));
+  if (m_held && !now) {
+    return; // joins the held group, flushed when the sync in flight ends
+  }
   if (!m_scheduled) {
     m_scheduled = true;
     // Posted, not run now: writes queued by other handlers ready in this loop
@@ -173,6 +177,9 @@ void GroupCommitter::synced(std::uint64_t target, int err)
   ++m_stats.syncs;
   if (err == 0) {
     release_through(target);
+    if (m_held && !m_scheduled) {
+      flush(); // the deferred writes held while this sync ran: commit them and sync them
+    }
     start_sync(); // the groups committed while this one ran
     return;
   }
@@ -193,6 +200,7 @@ void GroupCommitter::synced(std::uint64_t target, int err)
   }
   std::vector<Op> queued;
   queued.swap(m_queue);
+  m_held = false;
   complete(queued, std::vector<std::exception_ptr>(queued.size()), m_broken);
   if (on_sync_failed) {
     on_sync_failed(what);
@@ -217,6 +225,16 @@ void GroupCommitter::flush()
   for (const auto& op : ops) {
     deferred = deferred && op.sync == Sync::deferred;
   }
+  if (deferred && m_sync_in_flight) {
+    // A deferred group committed now would wait for the sync in flight and then for one
+    // of its own. Held until that sync ends (synced() flushes it), the writes arriving
+    // meanwhile join it: one COMMIT and one sync for all of them, the same wait for each.
+    // An in_commit write queued meanwhile flushes the whole queue at once (enqueue).
+    ops.swap(m_queue);
+    m_held = true;
+    return;
+  }
+  m_held = false;
   std::vector<std::exception_ptr> results(ops.size());
   std::exception_ptr commit_error;
   sqlite3* const handle = m_store.db().handle();

@@ -10,7 +10,9 @@
 //   only of such writes commits with synchronous=NORMAL (the WAL frames are written, not
 //   synced), and the -wal file is fdatasynced on a worker thread while the loop keeps
 //   serving; the callers resume only after a sync that started after their commit
-//   returned. One sync covers every group committed before it started. A Sync::in_commit
+//   returned. One sync covers every group committed before it started; deferred writes
+//   arriving while a sync runs are held uncommitted and commit as one group when it ends
+//   (an in_commit write arriving meanwhile commits them at once, with FULL). A Sync::in_commit
 //   commit (FULL) makes every earlier frame durable too, so nothing the engine does next
 //   (a paid create) rests on frames that are not on disk.
 #pragma once
@@ -115,6 +117,7 @@ private:
   std::uint64_t m_commit_seq = 0;   // deferred groups committed so far
   std::deque<Unsynced> m_unsynced;
   bool m_sync_in_flight = false;
+  bool m_held = false; // m_queue holds deferred writes waiting for the sync in flight to end
   std::exception_ptr m_broken; // a WAL sync failed: every write fails with this
 };
 

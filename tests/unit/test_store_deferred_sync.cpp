@@ -183,35 +183,66 @@ TEST_CASE("store: a deferred write resumes its caller only after the WAL sync, w
   CHECK(f.gc.unsynced_groups() == 0);
 }
 
-TEST_CASE("store: one WAL sync covers the groups committed before it started, not those after")
+TEST_CASE("store: deferred writes that arrive while a WAL sync runs are held, then commit as one group under one sync")
 {
   Fixture f;
   f.gc.enable_deferred_sync([&f] { return f.gate.wait(); });
   Write first;
   f.write(first, "first", Sync::deferred);
   REQUIRE(f.run_until([&] { return f.gate.started_count() == 1; }));
-  // Two more groups (separate loop turns) commit while the first sync runs.
+  // Two more writes (separate loop turns) while the first sync runs: committed now, each
+  // would wait for that sync and then for one of its own; held, they share the next.
   Write second;
   Write third;
   f.write(second, "second", Sync::deferred);
   f.settle();
   f.write(third, "third", Sync::deferred);
   f.settle();
-  CHECK(f.gc.stats().deferred_commits == 3);
-  CHECK(f.gc.unsynced_groups() == 3);
+  CHECK(f.gc.stats().deferred_commits == 1);
+  CHECK(f.gc.unsynced_groups() == 1);
+  CHECK_FALSE(f.store.get_by_key("second")); // not committed yet
 
-  f.gate.release(); // the first sync ends: only the group committed before it is acknowledged
+  f.gate.release(); // the first sync ends: its group is acknowledged, the held ones commit together
   REQUIRE(f.run_until([&] { return first.done; }));
   REQUIRE(f.run_until([&] { return f.gate.started_count() == 2; }));
   f.settle();
-  CHECK_FALSE(second.done);
+  CHECK(f.gc.stats().deferred_commits == 2);
+  CHECK(f.store.get_by_key("second"));
+  CHECK(f.store.get_by_key("third"));
+  CHECK_FALSE(second.done); // committed, not yet synced
   CHECK_FALSE(third.done);
 
-  f.gate.release(); // one second sync for both later groups
+  f.gate.release(); // one second sync for both
   REQUIRE(f.run_until([&] { return second.done && third.done; }));
   CHECK(f.gc.stats().syncs == 2);
   CHECK(second.error.empty());
   CHECK(third.error.empty());
+}
+
+TEST_CASE("store: a synchronous write does not wait behind held deferred writes; it commits them with FULL")
+{
+  Fixture f;
+  f.gc.enable_deferred_sync([&f] { return f.gate.wait(); });
+  Write first;
+  f.write(first, "first", Sync::deferred);
+  REQUIRE(f.run_until([&] { return f.gate.started_count() == 1; }));
+  Write held;
+  f.write(held, "held", Sync::deferred);
+  f.settle();
+  CHECK_FALSE(f.store.get_by_key("held"));
+  // The engine's write commits at once, with the held write in its group: COMMIT with FULL
+  // makes both durable, so both callers resume without a sync of their own.
+  Write engine;
+  f.write(engine, "engine", Sync::in_commit);
+  REQUIRE(f.run_until([&] { return engine.done && held.done; }));
+  CHECK(engine.error.empty());
+  CHECK(held.error.empty());
+  CHECK(f.store.get_by_key("held"));
+  CHECK(f.gc.stats().deferred_commits == 1);
+  CHECK_FALSE(first.done); // still waits for its own sync
+  f.gate.release();
+  REQUIRE(f.run_until([&] { return first.done; }));
+  CHECK(f.gc.stats().syncs == 1);
 }
 
 TEST_CASE("store: a failed WAL sync fails its callers with a clear error, and every write after it")
