@@ -116,7 +116,25 @@ struct Transfer
   std::optional<std::string> write_error;
   asio::steady_timer wake;
   std::uint64_t written = 0;
+  std::uint64_t kicked = 0; // writeback started for [0, kicked) (worker thread)
   bool worker_failed = false;
+
+  // Worker thread, after each write: once k_writeback_step more bytes are in the page cache,
+  // starts their writeback (SYNC_FILE_RANGE_WRITE does not wait), so the disk writes while
+  // the download goes on and the fsync at the end has only the tail left, not the whole file
+  // (1 GiB: about 0.4 s here). Best effort: an error shows up at that fsync.
+  void kick_writeback()
+  {
+    if (written < kicked) {
+      kicked = 0; // truncated meanwhile
+    }
+    if (written - kicked >= k_writeback_step) {
+      ::sync_file_range(file.fd(), static_cast<off_t>(kicked), static_cast<off_t>(written - kicked),
+                        SYNC_FILE_RANGE_WRITE);
+      kicked = written;
+    }
+  }
+  static constexpr std::uint64_t k_writeback_step = 8 << 20;
 
   void note_magic(std::string_view data, std::uint64_t at)
   {
@@ -144,6 +162,7 @@ struct Transfer
     sha.reset();
     have = 0;
     written = 0;
+    kicked = 0;
     magic = {};
     return Ok{};
   }
@@ -159,6 +178,7 @@ Result<Ok> rehash_prefix(int fd, std::uint64_t size, Transfer* t)
   if (r) {
     t->have = size;
     t->written = size;
+    t->kicked = 0;
   }
   return r;
 }
@@ -445,6 +465,7 @@ asio::awaitable<DownloadOutcome> Downloader::Impl::fetch(DownloadTask task)
           if (auto r = write_all(w.file.fd(), std::string_view(data, n)); r) {
             w.sha.update(std::string_view(data, n));
             w.written += n;
+            w.kick_writeback();
           } else {
             w.worker_failed = true; // later buffers would leave a gap: written no more
             error = r.error().message;
