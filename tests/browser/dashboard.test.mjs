@@ -54,6 +54,7 @@ const context = await chromium.launchPersistentContext(profile, {
     '--autoplay-policy=no-user-gesture-required'],
 });
 let page;
+let closing = false; // set in the final block: held route answers may then find their page gone
 try {
   page = context.pages()[0] || await context.newPage();
   page.on('console', (m) => { if (m.type() === 'error') console.log(`[browser console] ${m.text()}`); });
@@ -116,7 +117,13 @@ try {
     await page.route((u) => u.pathname === route, async (r) => {
       const response = await r.fetch();
       await new Promise((ok) => setTimeout(ok, 1500));
-      await r.fulfill({ response });
+      try {
+        await r.fulfill({ response });
+      } catch (e) {
+        // Only at the end: the context closed while an answer was held ("Fetch response
+        // has been disposed"). Anything else is a failure.
+        if (!closing) throw e;
+      }
     });
   }
   let navigations = 0;
@@ -227,6 +234,8 @@ try {
   console.error(e);
   process.exitCode = 1;
 } finally {
+  closing = true;
+  if (page) await page.unrouteAll({ behavior: 'ignoreErrors' }).catch(() => {});
   await context.close();
   rmSync(profile, { recursive: true, force: true });
 }
