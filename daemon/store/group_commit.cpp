@@ -242,7 +242,7 @@ void GroupCommitter::flush()
     if (deferred) {
       // In WAL mode NORMAL writes the frames at COMMIT without syncing them (a WAL restart
       // still syncs its new header, and checkpoints still sync). The worker syncs them.
-      m_store.db().exec("PRAGMA synchronous=NORMAL");
+      m_store.db().run("PRAGMA synchronous=NORMAL");
     }
     struct RestoreFull
     {
@@ -252,7 +252,7 @@ void GroupCommitter::flush()
       {
         if (on) {
           try {
-            db.exec("PRAGMA synchronous=FULL");
+            db.run("PRAGMA synchronous=FULL");
           } catch (const std::exception& e) {
             log::error("store.synchronous_restore_failed", {{"error", e.what()}});
           }

@@ -186,6 +186,8 @@ void Db::exec(std::string_view sql)
   }
 }
 
+void Db::run(std::string_view sql) { prepare(sql).run(); }
+
 Query Db::prepare(std::string_view sql)
 {
   auto it = m_cache.find(std::string(sql));
@@ -250,14 +252,14 @@ int Db::user_version()
   return static_cast<int>(st.int64(0));
 }
 
-Transaction::Transaction(Db& db) : m_db(db) { m_db.exec("BEGIN IMMEDIATE"); }
+Transaction::Transaction(Db& db) : m_db(db) { m_db.run("BEGIN IMMEDIATE"); }
 
 Transaction::~Transaction()
 {
   // A failed COMMIT may already have rolled the transaction back (SQLITE_FULL, SQLITE_IOERR).
   if (!m_done && !sqlite3_get_autocommit(m_db.handle())) {
     try {
-      m_db.exec("ROLLBACK");
+      m_db.run("ROLLBACK");
     } catch (const std::exception& e) {
       log::error("sqlite.rollback_failed", {{"error", e.what()}});
     }
@@ -266,21 +268,21 @@ Transaction::~Transaction()
 
 void Transaction::commit()
 {
-  m_db.exec("COMMIT");
+  m_db.run("COMMIT");
   m_done = true;
 }
 
 Savepoint::Savepoint(Db& db, std::string name) : m_db(db), m_name(std::move(name))
 {
-  m_db.exec("SAVEPOINT " + m_name);
+  m_db.run("SAVEPOINT " + m_name);
 }
 
 Savepoint::~Savepoint()
 {
   if (!m_done && !sqlite3_get_autocommit(m_db.handle())) {
     try {
-      m_db.exec("ROLLBACK TO " + m_name);
-      m_db.exec("RELEASE " + m_name);
+      m_db.run("ROLLBACK TO " + m_name);
+      m_db.run("RELEASE " + m_name);
     } catch (const std::exception& e) {
       log::error("sqlite.rollback_failed", {{"error", e.what()}});
     }
@@ -289,7 +291,7 @@ Savepoint::~Savepoint()
 
 void Savepoint::commit()
 {
-  m_db.exec("RELEASE " + m_name);
+  m_db.run("RELEASE " + m_name);
   m_done = true;
 }
 

@@ -133,8 +133,12 @@ public:
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
 
-  // Runs one or more statements without results.
+  // Runs one or more statements without results (parsed on every call).
   void exec(std::string_view sql);
+  // Runs one statement without results through the statement cache (prepare): for the
+  // ones run on every write (BEGIN, COMMIT, SAVEPOINT, RELEASE, PRAGMA synchronous), which
+  // sqlite3_exec would parse again each time.
+  void run(std::string_view sql);
   // A prepared statement cached by its SQL text, ready to bind; reset when the
   // returned Query is destroyed. (If the cached one is held by a live Query, a
   // one-off statement is prepared instead.)
