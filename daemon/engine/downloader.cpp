@@ -125,9 +125,6 @@ struct Transfer
   // (1 GiB: about 0.4 s here). Best effort: an error shows up at that fsync.
   void kick_writeback()
   {
-    if (written < kicked) {
-      kicked = 0; // truncated meanwhile
-    }
     if (written - kicked >= k_writeback_step) {
       ::sync_file_range(file.fd(), static_cast<off_t>(kicked), static_cast<off_t>(written - kicked),
                         SYNC_FILE_RANGE_WRITE);

@@ -508,9 +508,19 @@ struct HttpClient::Impl
         }
       }
     };
-    auto hand_over = [&streaming](Lent& lent) -> asio::awaitable<Result<Ok>> {
+    // Hands a buffer that got bytes to the sink; false (with out.result set) when the sink
+    // refused it, which ends the transfer.
+    auto hand_over = [&streaming, &out](Lent& lent) -> asio::awaitable<bool> {
+      if (lent.got == 0) {
+        co_return true; // nothing read: ~Lent gives it back
+      }
       auto buf = std::exchange(lent.buf, {});
-      co_return co_await streaming.filled(buf, std::exchange(lent.got, 0));
+      auto accepted = co_await streaming.filled(buf, std::exchange(lent.got, 0));
+      if (!accepted) {
+        out.result = failure(TransportFailure::aborted_by_caller, accepted.error().message);
+        co_return false;
+      }
+      co_return true;
     };
 
     const auto length = parser.content_length();
@@ -552,12 +562,8 @@ struct HttpClient::Impl
           lent.got += rn;
         }
         left -= lent.got;
-        if (lent.got > 0) {
-          auto accepted = co_await hand_over(lent);
-          if (!accepted) {
-            out.result = failure(TransportFailure::aborted_by_caller, accepted.error().message);
-            co_return out;
-          }
+        if (!co_await hand_over(lent)) {
+          co_return out;
         }
         if (rec) {
           const bool truncated = rec == asio::error::eof || rec == asio::ssl::error::stream_truncated;
@@ -593,12 +599,8 @@ struct HttpClient::Impl
           break;
         }
       }
-      if (lent.got > 0) {
-        auto accepted = co_await hand_over(lent);
-        if (!accepted) {
-          out.result = failure(TransportFailure::aborted_by_caller, accepted.error().message);
-          co_return out;
-        }
+      if (!co_await hand_over(lent)) {
+        co_return out;
       }
       if (rec) {
         out.result = read_failure(rec, t, rec == beast::error::timeout);
